@@ -1,0 +1,1 @@
+"""nmt: recurrent neural machine translation and text generation."""

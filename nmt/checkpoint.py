@@ -1,0 +1,172 @@
+"""Atomic save and safe (weights-only) load of checkpoints, plus RNG state for resume.
+
+Payloads hold only what `torch.load(weights_only=True)` accepts: dicts, lists, tuples,
+str, int, float, bool, None, bytes, tensors, optimizer and LR-scheduler state dicts.
+Not for deciding what goes into a checkpoint (the trainer does that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "nmt"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` atomically, adding "format" and "format_version".
+
+    The data goes to a temporary file in the same directory, is fsynced and then
+    renamed over `path`, so a crash or error mid-save leaves any old file intact.
+
+    Args:
+        path: destination file; parent directories are created.
+        payload: weights-only-loadable values (see the module docstring).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {**payload, "format": FORMAT, "format_version": FORMAT_VERSION}
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    f = open(tmp, "xb")  # not mkstemp: keep the umask's permissions, not 0600
+    try:
+        with f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # makes the rename itself durable; not possible on every OS/filesystem
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if not text:
+        return type(error).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+def _refused_global(error: pickle.UnpicklingError) -> str:
+    # torch's message is several lines; the useful one names the refused object
+    for line in str(error).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().rstrip(".")
+    return _first_sentence(error)
+
+
+def load_checkpoint(
+    path: Path | str, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`, refusing arbitrary pickles.
+
+    Args:
+        path: the checkpoint file.
+        map_location: device for the loaded tensors.
+
+    Returns:
+        The payload, including "format" and "format_version".
+
+    Raises:
+        CheckpointError: missing path, a directory, unreadable, corrupt or
+            truncated file, objects weights-only loading refuses, or not an nmt
+            checkpoint. The message is one line.
+    """
+    name = f"checkpoint '{path}'"
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{name} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{name} is a directory, not a checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise CheckpointError(f"{name} is not readable (permission denied)") from None
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{name} is not an nmt checkpoint (holds objects that safe loading "
+            f"refuses: {_refused_global(error)})"
+        ) from None
+    except RuntimeError as error:
+        if str(error).startswith("Attempting to deserialize object on"):
+            raise CheckpointError(
+                f"cannot load {name} onto {map_location}: {_first_sentence(error)}"
+            ) from None
+        raise CheckpointError(
+            f"{name} is not an nmt checkpoint (corrupt or truncated file: "
+            f"{_first_sentence(error)})"
+        ) from None
+    except Exception as error:  # torch raises KeyError, EOFError, OSError, ...
+        raise CheckpointError(
+            f"{name} is not an nmt checkpoint (corrupt or truncated file: "
+            f"{_first_sentence(error)})"
+        ) from None
+    return _check_format(payload, name)
+
+
+def _check_format(payload: object, name: str) -> dict[str, Any]:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{name} is not an nmt checkpoint (no format marker: "
+            "saved by something other than nmt?)"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{name} has format_version {version!r}; this nmt reads up to "
+            f"{FORMAT_VERSION} (upgrade nmt)"
+        )
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """The Python, torch CPU and (if present) CUDA RNG states, checkpoint-safe.
+
+    Returns:
+        {"python": (version, tuple of ints, gauss_next), "torch": uint8 tensor,
+        "cuda": list of uint8 tensors (only with CUDA)}; every part loads under
+        `torch.load(weights_only=True)`.
+    """
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the RNGs from `rng_state()` output (also after a save/load).
+
+    CUDA states are restored for as many devices as both runs have.
+    """
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        for device, cuda_state in enumerate(state["cuda"]):
+            if device < torch.cuda.device_count():
+                torch.cuda.set_rng_state(cuda_state.cpu(), device)

@@ -1,0 +1,148 @@
+"""Attentional RNN decoder: one-step `step()` and teacher-forced `forward()`.
+
+Two flows (Bahdanau et al. 2015 vs Luong et al. 2015):
+- `bahdanau`: context from the previous state feeds the RNN; readout from [h; c; e].
+- `luong_*` / `none`: RNN first, then attention on its output; readout
+  h~ = tanh(W [h; c]) is fed to the next step's input when `input_feeding`.
+  Without input feeding the RNN runs fused over the whole target (fast path).
+
+Shapes: N rows, T target steps, S source length, E embedding, H hidden, L layers,
+M memory size, K key size, R readout size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from nmt.models.attention import build_attention
+from nmt.models.encoder import make_rnn
+
+
+class DecoderState(NamedTuple):
+    """Batch-first decoder state; every tensor has one row per hypothesis.
+
+    hidden (N, L, H) — for LSTM (N, L, 2H) hidden ++ cell; feed (N, R) previous
+    readout (input feeding) or (N, 0); memory (N, S, M); keys (N, S, K);
+    mask (N, S) bool; attn (N, S) last attention weights (N, 0 without attention).
+    """
+
+    hidden: Tensor
+    feed: Tensor
+    memory: Tensor
+    keys: Tensor
+    mask: Tensor
+    attn: Tensor
+
+
+class RNNDecoder(nn.Module):
+    """Embedding -> RNN (+attention) -> readout features (N, T, R)."""
+
+    def __init__(
+        self,
+        *,
+        embedding: nn.Embedding,
+        cell: str,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        attention: str,
+        memory_size: int,
+        attn_size: int,
+        input_feeding: bool,
+        readout_size: int,
+        nonlinearity: str = "tanh",
+    ) -> None:
+        super().__init__()
+        embed = embedding.embedding_dim
+        self.embedding = embedding
+        self.dropout = nn.Dropout(dropout)
+        self.attention = build_attention(
+            attention, query_size=hidden_size, memory_size=memory_size, attn_size=attn_size
+        )
+        self.before = attention == "bahdanau"
+        self.feeds = input_feeding and not self.before
+        context = memory_size if self.attention is not None else 0
+        rnn_in = embed + (context if self.before else 0) + (readout_size if self.feeds else 0)
+        self.rnn = make_rnn(
+            cell,
+            input_size=rnn_in,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            nonlinearity=nonlinearity,
+        )
+        self.is_lstm = cell == "lstm"
+        self.readout = nn.Linear(hidden_size + context + (embed if self.before else 0), readout_size)
+        self.readout_size = readout_size
+
+    # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
+    def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        hidden = hidden.transpose(0, 1).contiguous()  # (L, N, H*)
+        if self.is_lstm:
+            h, c = hidden.chunk(2, dim=-1)
+            return h.contiguous(), c.contiguous()
+        return hidden
+
+    def _from_rnn(self, state: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        if self.is_lstm:
+            state = torch.cat(state, dim=-1)
+        return state.transpose(0, 1)  # (N, L, H*)
+
+    def _top(self, hidden: Tensor) -> Tensor:
+        top = hidden[:, -1]  # (N, H*)
+        return top[..., : self.rnn.hidden_size]
+
+    def _read(self, h: Tensor, context: Tensor | None, emb: Tensor) -> Tensor:
+        parts = [h] + ([context] if context is not None else []) + ([emb] if self.before else [])
+        return torch.tanh(self.readout(torch.cat(parts, dim=-1)))
+
+    def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor | None, Tensor]:
+        if self.attention is None:
+            return None, state.attn
+        context, weights = self.attention(query, state.keys, state.memory, state.mask)
+        return context, weights
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One decoding step.
+
+        Args:
+            tokens: (N,) previous target ids.
+            state: the DecoderState before this step.
+
+        Returns:
+            readout features (N, R) and the new state.
+        """
+        emb = self.dropout(self.embedding(tokens))[:, None]  # (N, 1, E)
+        if self.before:
+            query = self._top(state.hidden)[:, None]  # (N, 1, H)
+            context, weights = self._attend(query, state)
+            x = torch.cat([emb, context.to(emb.dtype)], dim=-1)
+        else:
+            x = torch.cat([emb, state.feed[:, None].to(emb.dtype)], dim=-1) if self.feeds else emb
+        out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # out (N, 1, H)
+        if not self.before:
+            context, weights = self._attend(out, state)
+        feats = self._read(out, context, emb)  # (N, 1, R)
+        feats = self.dropout(feats[:, 0])  # (N, R)
+        new = state._replace(
+            hidden=self._from_rnn(rnn_state),
+            feed=feats if self.feeds else state.feed,
+            attn=weights[:, -1] if self.attention is not None else state.attn,
+        )
+        return feats, new
+
+    def forward(self, tgt_in: Tensor, state: DecoderState) -> Tensor:
+        """Teacher-forced decoding of tgt_in (N, T) -> readout features (N, T, R)."""
+        if self.before or self.feeds:
+            feats = []
+            for t in range(tgt_in.size(1)):
+                f, state = self.step(tgt_in[:, t], state)
+                feats.append(f)
+            return torch.stack(feats, dim=1)
+        emb = self.dropout(self.embedding(tgt_in))  # (N, T, E)
+        out, _ = self.rnn(emb, self._to_rnn(state.hidden))  # (N, T, H)
+        context, _ = self._attend(out, state)
+        return self.dropout(self._read(out, context, emb))

@@ -1,0 +1,142 @@
+"""Seq2Seq = encoder + bridge + decoder + output layer.
+
+Implements the search protocol (`init_state` / `step` / `reorder` / `attention`)
+so `nmt.search` decodes it without knowing its classes. Shapes: N sentences,
+B beam width, S source length, T target length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nmt.models.decoder import DecoderState, RNNDecoder
+from nmt.models.encoder import RNNEncoder
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the translation model (Hydra group `model`)."""
+
+    cell: str = "gru"  # rnn (Elman) | gru | lstm, for encoder and decoder
+    nonlinearity: str = "tanh"  # Elman cell only: tanh | relu
+    embed_size: int = 256
+    hidden_size: int = 512  # per encoder direction, and the decoder's
+    num_layers: int = 1  # encoder and decoder layers
+    bidirectional: bool = True
+    merge_mode: str = "concat"  # how encoder directions merge: concat|sum|mul|ave
+    attention: str = "bahdanau"  # bahdanau|luong_dot|luong_general|luong_concat|none
+    attn_size: int = 0  # additive attention size; 0 = hidden_size
+    input_feeding: bool = True  # Luong input feeding; false = fused fast decoder
+    readout_size: int = 0  # size of the pre-softmax layer; 0 = hidden_size
+    bridge: bool = True  # init decoder from the encoder's final state (else zeros)
+    tie_output: bool = False  # share target embedding and output weights
+    share_embeddings: bool = False  # one embedding for src and tgt (joint vocab)
+    dropout: float = 0.3
+    label_smoothing: float = 0.1
+
+
+class Seq2Seq(nn.Module):
+    """Attentional RNN encoder-decoder."""
+
+    pad_id = PAD_ID
+    bos_id = BOS_ID
+    eos_id = EOS_ID
+
+    def __init__(self, cfg: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        readout = cfg.embed_size if cfg.tie_output else (cfg.readout_size or cfg.hidden_size)
+        src_emb = nn.Embedding(src_vocab, cfg.embed_size, padding_idx=PAD_ID)
+        if cfg.share_embeddings:
+            if src_vocab != tgt_vocab:
+                raise ValueError("share_embeddings needs a joint vocabulary")
+            tgt_emb = src_emb
+        else:
+            tgt_emb = nn.Embedding(tgt_vocab, cfg.embed_size, padding_idx=PAD_ID)
+        self.encoder = RNNEncoder(
+            embedding=src_emb,
+            cell=cfg.cell,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            bidirectional=cfg.bidirectional,
+            merge_mode=cfg.merge_mode,
+            dropout=cfg.dropout,
+            nonlinearity=cfg.nonlinearity,
+        )
+        memory = self.encoder.output_size
+        self.decoder = RNNDecoder(
+            embedding=tgt_emb,
+            cell=cfg.cell,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            dropout=cfg.dropout,
+            attention=cfg.attention,
+            memory_size=memory,
+            attn_size=cfg.attn_size or cfg.hidden_size,
+            input_feeding=cfg.input_feeding,
+            readout_size=readout,
+        )
+        lstm = 2 if cfg.cell == "lstm" else 1
+        self.bridge = nn.Linear(memory * lstm, cfg.hidden_size * lstm) if cfg.bridge else None
+        self.output = nn.Linear(readout, tgt_vocab)
+        if cfg.tie_output:
+            self.output.weight = tgt_emb.weight
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
+        """Encode src (N, S) with lengths (N,) into the decoder's start state."""
+        enc = self.encoder(src, src_lengths)
+        n, layers = src.size(0), self.cfg.num_layers
+        lstm = 2 if self.cfg.cell == "lstm" else 1
+        if self.bridge is not None:
+            hidden = torch.tanh(self.bridge(enc.final))  # (N, L, H*)
+        else:
+            hidden = enc.memory.new_zeros(n, layers, self.cfg.hidden_size * lstm)
+        attention = self.decoder.attention
+        keys = attention.project_keys(enc.memory) if attention is not None else enc.memory[:, :, :0]
+        feed = enc.memory.new_zeros(n, self.decoder.readout_size if self.decoder.feeds else 0)
+        attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
+        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, attn)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced readout features (N, T, R) for tgt_in (N, T)."""
+        return self.decoder(tgt_in, self.encode(src, src_lengths))
+
+    def loss(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
+        """Summed label-smoothed cross-entropy over non-pad target tokens (scalar)."""
+        feats = self(src, src_lengths, tgt_in)  # (N, T, R)
+        keep = tgt_out != PAD_ID  # (N, T)
+        logits = self.output(feats[keep])  # (K, V): only real tokens reach the softmax
+        return F.cross_entropy(
+            logits.float(),
+            tgt_out[keep],
+            reduction="sum",
+            label_smoothing=self.cfg.label_smoothing if self.training else 0.0,
+        )
+
+    # -- search protocol ------------------------------------------------------
+    def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> DecoderState:
+        """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows."""
+        src, src_lengths = inputs
+        state = self.encode(src, src_lengths)
+        return DecoderState(*(t.repeat_interleave(width, dim=0) for t in state))  # (N*B, ...)
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
+        feats, state = self.decoder.step(tokens, state)
+        return F.log_softmax(self.output(feats).float(), dim=-1), state
+
+    def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
+        """Keep/duplicate rows `index` (rows',) of every state tensor."""
+        return DecoderState(*(t.index_select(0, index) for t in state))
+
+    def attention(self, state: DecoderState) -> Tensor | None:
+        """Last step's attention weights (rows, S), or None without attention."""
+        return state.attn if self.decoder.attention is not None else None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,64 @@
+"""Device, threads, precision and seeding: the run-time environment of a job."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import torch
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int) -> int:
+    """Set torch intra-op threads; 0 means all available cores. Returns the count."""
+    count = threads if threads > 0 else available_cores()
+    torch.set_num_threads(count)
+    return count
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda when available else cpu; "cuda" without CUDA is a ValueError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+)."""
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, not '{precision}'")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast context for `precision == "bf16"`, else a no-op."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_seed(seed: int) -> None:
+    """Seed python and torch (all devices)."""
+    random.seed(seed)
+    torch.manual_seed(seed)

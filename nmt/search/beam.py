@@ -1,0 +1,316 @@
+"""The one beam search for seq2seq and LM (width 1 is greedy); models implement `Stepper`.
+
+Shapes: N sentences, A sentences still searching, B beam width, V vocab, S source
+length, T steps. Rows are flat: row a*B + b is sentence a, beam b.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from nmt.search import scoring
+from nmt.search.scoring import NEG_INF
+
+
+class Stepper(Protocol):
+    """One-step decoder shared by the seq2seq model and the LM; search never sees models."""
+
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+    def init_state(self, inputs: Any, width: int) -> Any:
+        """Encode `inputs` and tile them: row n*width + b is sentence n, beam b."""
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """Feed tokens (rows,); return log-probs (rows, V) and the next state."""
+
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        """Keep rows `index` (rows',) of the state, in that order."""
+
+    def attention(self, state: Any) -> Tensor | None:
+        """Attention weights (rows, S) of the last step, or None."""
+
+
+@dataclass
+class BeamConfig:
+    """Beam search settings (Hydra group `search`); beam_size=1 is greedy decoding."""
+
+    beam_size: int = 5  # B: hypotheses kept alive per sentence
+    nbest: int = 1  # hypotheses returned per sentence, 1 <= nbest <= beam_size
+    len_penalty: float = 1.0  # GNMT length penalty alpha; 0 ranks by raw log-prob
+    max_len_a: float = 1.5  # max target tokens = int(a * src_len + b)
+    max_len_b: int = 10  # constant part of the max target length
+    min_len: int = 0  # EOS forbidden until a hypothesis has this many tokens
+    no_repeat_ngram: int = 0  # never repeat an n-gram of this size; 0 = off
+    batch_size: int = 64  # sentences per batch (used by callers, not by beam_search)
+    prefix: str = ""  # forced target prefix as text (callers tokenize it)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError for settings the search cannot honour."""
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(
+                f"nbest must be between 1 and beam_size ({self.beam_size}), got "
+                f"{self.nbest}: the search keeps only beam_size hypotheses per sentence"
+            )
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One finished hypothesis; the length |Y| counts EOS when it ended with EOS."""
+
+    tokens: tuple[int, ...]  # without BOS and EOS; includes forced prefix tokens
+    log_prob: float  # sum of the log-probs of tokens (and of EOS if it ended with EOS)
+    score: float  # log_prob / length_penalty(|Y|, alpha)
+    attention: Tensor | None = field(default=None, compare=False, repr=False)  # (T, S)
+
+
+@contextlib.contextmanager
+def inference(stepper: Any) -> Iterator[None]:
+    """No gradients, and an nn.Module stepper in eval mode; restores its mode after."""
+    training = getattr(stepper, "training", None)
+    if isinstance(training, bool) and hasattr(stepper, "eval"):
+        stepper.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if isinstance(training, bool) and hasattr(stepper, "train"):
+            stepper.train(training)
+
+
+def first_tensor(state: Any) -> Tensor | None:
+    """The first tensor in a state of nested tuples (NamedTuples), lists and dicts."""
+    if isinstance(state, Tensor):
+        return state
+    items = state.values() if isinstance(state, dict) else state
+    if not isinstance(state, (dict, list, tuple)):
+        return None
+    return next((t for t in map(first_tensor, items) if t is not None), None)
+
+
+def special_tokens(stepper: Stepper) -> list[int]:
+    """PAD and BOS ids (unless they double as EOS): never worth generating."""
+    return sorted({stepper.pad_id, stepper.bos_id} - {stepper.eos_id})
+
+
+def beam_search(
+    stepper: Stepper,
+    inputs: Any,
+    src_lengths: Tensor,
+    cfg: BeamConfig,
+    prefix: Sequence[Sequence[int]] | None = None,
+) -> list[list[Hypothesis]]:
+    """Batched beam search over N sentences x B beams, one `stepper.step` per step.
+
+    A sentence stops when it has B finished hypotheses that no live one can still
+    beat (a bound using the length penalty at its max length), when its live beams
+    reach its max length (they are then kept without EOS), or when every candidate
+    is -inf (live beams kept as they are). PAD and BOS are never generated.
+
+    Args:
+        stepper: the model, seen only through the `Stepper` protocol.
+        inputs: passed unchanged to `stepper.init_state(inputs, cfg.beam_size)`.
+        src_lengths: (N,) long source lengths; sentence n has at most
+            int(max_len_a * src_lengths[n] + max_len_b) tokens (never fewer than its
+            prefix). An LM passes zeros, so max_len_b is its length. Attention is cut
+            to (T, src_lengths[n]) when that is positive.
+        cfg: search settings; cfg.batch_size and cfg.prefix are for callers.
+        prefix: optional forced tokens, one list per sentence (length N; use [] for
+            none), fed after BOS whatever their probability; their log-probs count.
+
+    Returns:
+        Per sentence, up to cfg.nbest distinct hypotheses sorted best-first by score
+        (at least one unless the search found no finite hypothesis).
+    """
+    cfg.validate()
+    with inference(stepper):
+        return _Search(stepper, cfg, src_lengths, prefix).run(inputs)
+
+
+@dataclass
+class _Beams:
+    """Live hypotheses of the A sentences still searching (t tokens so far)."""
+
+    sentences: Tensor  # (A,) index of each sentence in the input batch
+    scores: Tensor  # (A, B) raw cumulative log-probs, -inf for empty slots
+    tokens: Tensor  # (A, B, t) generated tokens
+    attention: Tensor | None  # (A*B, t, S) attention history, None without attention
+
+    def select(self, keep: Tensor) -> _Beams:
+        rows = keep.repeat_interleave(self.scores.size(1))  # (A*B,)
+        attention = None if self.attention is None else self.attention[rows]
+        return _Beams(
+            self.sentences[keep], self.scores[keep], self.tokens[keep], attention
+        )
+
+
+class _Search:
+    """State of one `beam_search` call: settings, finished lists and the step loop."""
+
+    def __init__(
+        self,
+        stepper: Stepper,
+        cfg: BeamConfig,
+        src_lengths: Tensor,
+        prefix: Sequence[Sequence[int]] | None,
+    ) -> None:
+        self.stepper, self.cfg, self.width = stepper, cfg, cfg.beam_size
+        self.src_lengths: list[int] = src_lengths.tolist()
+        self.forced = scoring.prefix_table(prefix, len(self.src_lengths))  # (N, P)
+        prefix_lens = (self.forced >= 0).sum(dim=1).tolist()
+        self.max_lens = [
+            max(int(cfg.max_len_a * length + cfg.max_len_b), forced, 1)
+            for length, forced in zip(self.src_lengths, prefix_lens, strict=True)
+        ]
+        lengths = torch.arange(max(self.max_lens, default=1) + 2)
+        self.penalty: list[float] = scoring.length_penalty(
+            lengths, cfg.len_penalty
+        ).tolist()
+        self.specials = special_tokens(stepper)
+        self.finished: list[list[Hypothesis]] = [[] for _ in self.src_lengths]
+
+    def run(self, inputs: Any) -> list[list[Hypothesis]]:
+        n, width = len(self.finished), self.width
+        state = self.stepper.init_state(inputs, width)
+        leaf = first_tensor(state)
+        device = leaf.device if leaf is not None else torch.device("cpu")
+        self.forced = self.forced.to(device)
+        scores = torch.full((n, width), NEG_INF, device=device)  # (N, B)
+        scores[:, 0] = 0.0  # only beam 0 is live at the start
+        tokens = scores.new_zeros((n, width, 0), dtype=torch.long)  # (N, B, 0)
+        beams = _Beams(torch.arange(n, device=device), scores, tokens, None)
+        last = tokens.new_full((n * width,), self.stepper.bos_id)  # (N*B,)
+        step = 0
+        while beams.sentences.numel() > 0:
+            log_probs, state = self.stepper.step(last, state)
+            log_probs = self._mask(log_probs.float(), beams, step)  # (A*B, V)
+            attention = self.stepper.attention(state)  # (A*B, S) or None
+            beams, rows = self._advance(beams, log_probs, attention, step)
+            if beams.sentences.numel() > 0:
+                state = self.stepper.reorder(state, rows)
+                last = beams.tokens[:, :, -1].reshape(-1)  # (A*B,)
+            step += 1
+        return [hyps[: self.cfg.nbest] for hyps in self.finished]
+
+    def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
+        """Apply min_len, no_repeat_ngram and the forced prefix to (A*B, V) log-probs."""
+        eos = [self.stepper.eos_id] if step < self.cfg.min_len else []
+        log_probs = scoring.forbid_tokens(log_probs, self.specials + eos)
+        if self.cfg.no_repeat_ngram > 0:
+            history = beams.tokens.reshape(log_probs.size(0), step)  # (A*B, t)
+            log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
+        if step < self.forced.size(1):
+            forced = self.forced[beams.sentences, step]  # (A,)
+            log_probs = scoring.force_tokens(
+                log_probs, forced.repeat_interleave(self.width)
+            )
+        return log_probs
+
+    def _advance(
+        self, beams: _Beams, log_probs: Tensor, attention: Tensor | None, step: int
+    ) -> tuple[_Beams, Tensor]:
+        """One step: finalise EOS candidates, keep the best B others, drop done sentences.
+
+        Returns the surviving beams and their rows (A'*B,) in the old state.
+        """
+        a, width, vocab = beams.sentences.numel(), self.width, log_probs.size(1)
+        total = beams.scores.unsqueeze(2) + log_probs.view(a, width, vocab)  # (A, B, V)
+        k = min(2 * width, width * vocab)
+        values, index = total.view(a, width * vocab).topk(k, dim=1)  # (A, 2B)
+        origin, tokens = index // vocab, index % vocab  # (A, 2B) beam, token
+        finite, is_eos = values > NEG_INF, tokens == self.stepper.eos_id  # (A, 2B)
+        history = _extend(beams.attention, attention)  # (A*B, t+1, S) or None
+        in_top = torch.arange(k, device=values.device) < width  # (2B,) fairseq rule
+        found = (finite & is_eos & in_top).nonzero().tolist()  # [(a, j)] to finish
+        ends = [(a, int(origin[a, j]), float(values[a, j])) for a, j in found]
+        self._finalize_eos(beams, ends, history)
+        live = finite & ~is_eos  # (A, 2B)
+        dead_last = torch.sort((~live).to(torch.uint8), dim=1, stable=True)
+        pick = dead_last.indices[:, :width]  # (A, B) best B live candidates first
+        scores = values.gather(1, pick).masked_fill(~live.gather(1, pick), NEG_INF)
+        base = torch.arange(a, device=values.device).unsqueeze(1) * width  # (A, 1)
+        rows = (base + origin.gather(1, pick)).view(-1)  # (A*B,)
+        old_tokens = beams.tokens.reshape(a * width, step)[rows]  # (A*B, t)
+        new_tokens = torch.cat([old_tokens, tokens.gather(1, pick).view(-1, 1)], dim=1)
+        new_tokens = new_tokens.view(a, width, step + 1)  # (A, B, t+1)
+        attention = None if history is None else history[rows]  # (A*B, t+1, S)
+        moved = _Beams(beams.sentences, scores, new_tokens, attention)  # (A, B, t+1)
+        done = self._close(beams, moved, stuck=~finite.any(dim=1), step=step)  # (A,)
+        return moved.select(~done), rows.view(a, width)[~done].view(-1)
+
+    def _finalize_eos(self, beams: _Beams, ends: list, history: Tensor | None) -> None:
+        """Finish (sentence a, beam b, log-prob) EOS candidates; |Y| counts the EOS."""
+        step = beams.tokens.size(2)
+        for a, b, log_prob in ends:
+            attention = None if history is None else history[a * self.width + b, :step]
+            n, tokens = int(beams.sentences[a]), beams.tokens[a, b].tolist()
+            self._add(n, tokens, log_prob, step + 1, attention)
+
+    def _finalize_live(self, beams: _Beams, a: int) -> None:
+        """Finish the live (finite) beams of sentence a as they are, without EOS."""
+        steps = beams.tokens.size(2)
+        for b, log_prob in enumerate(beams.scores[a].tolist()):
+            if log_prob > NEG_INF:
+                row = a * self.width + b
+                attention = None if beams.attention is None else beams.attention[row]
+                tokens = beams.tokens[a, b].tolist()
+                self._add(int(beams.sentences[a]), tokens, log_prob, steps, attention)
+
+    def _close(self, old: _Beams, new: _Beams, stuck: Tensor, step: int) -> Tensor:
+        """Finalise and flag (A,) the sentences that are done after this step."""
+        done = []
+        best = new.scores.max(dim=1).values.tolist()  # (A,)
+        for a, n in enumerate(new.sentences.tolist()):
+            at_max = step + 1 >= self.max_lens[n]
+            if stuck[a]:  # every candidate -inf: keep what was live before this step
+                self._finalize_live(old, a)
+            elif at_max:
+                self._finalize_live(new, a)
+            done.append(bool(stuck[a]) or at_max or self._settled(n, best[a], step))
+        return torch.tensor(done, dtype=torch.bool, device=stuck.device)
+
+    def _settled(self, n: int, best: float, step: int) -> bool:
+        """Whether no live hypothesis (best raw log-prob `best`) can enter the top B."""
+        if best == NEG_INF:
+            return True
+        hyps = self.finished[n]
+        if len(hyps) < self.width:
+            return False
+        # log-probs only fall, so the best reachable score uses the largest penalty
+        # over the lengths still possible: step + 2 ... max_len
+        largest = max(self.penalty[step + 2], self.penalty[self.max_lens[n]])
+        return best / largest <= hyps[-1].score
+
+    def _add(
+        self, n: int, tokens: list[int], log_prob: float, length: int, attn
+    ) -> None:
+        """Insert a finished hypothesis of sentence n; keep the best B, best-first."""
+        src = self.src_lengths[n]
+        attention = (
+            None if attn is None else (attn[:, :src] if src > 0 else attn).clone()
+        )
+        score = log_prob / self.penalty[length]
+        hyps = self.finished[n]
+        hyps.append(Hypothesis(tuple(tokens), log_prob, score, attention))
+        hyps.sort(key=lambda h: -h.score)  # stable: earlier hypotheses win ties
+        del hyps[self.width :]
+
+
+def _extend(history: Tensor | None, attention: Tensor | None) -> Tensor | None:
+    """Append this step's attention (A*B, S) to the history (A*B, t, S)."""
+    if attention is None:
+        return None
+    step = attention.float().unsqueeze(1)  # (A*B, 1, S)
+    return step if history is None else torch.cat([history, step], dim=1)

@@ -1,0 +1,165 @@
+"""Ancestral sampling (temperature, top-k, nucleus) over the beam search's `Stepper`.
+
+For the LM REPL and generation; deterministic search lives in `beam.py`.
+Shapes: N inputs, R = N * num_samples rows, A rows still sampling, V vocab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nmt.search.beam import (
+    Stepper,
+    first_tensor,
+    inference,
+    special_tokens,
+)
+from nmt.search.scoring import (
+    NEG_INF,
+    forbid_tokens,
+    keep_top_k,
+    keep_top_p,
+    prefix_table,
+)
+
+
+@dataclass
+class SampleConfig:
+    """Sampling settings; temperature 0 is greedy (argmax) decoding."""
+
+    temperature: float = 1.0  # divides log-probs before sampling; 0 = argmax
+    top_k: int = 0  # sample among the k most likely tokens only; 0 = off
+    top_p: float = (
+        1.0  # nucleus: smallest set of best tokens with mass >= top_p; 1 = off
+    )
+    max_len: int = 500  # most tokens generated per row after its prefix (EOS excluded)
+    num_samples: int = 1  # rows per input: rows = N * num_samples
+    seed: int = 0  # seeds a fresh torch.Generator when none is passed
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError for settings sampling cannot honour."""
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+
+
+def sample(
+    stepper: Stepper,
+    inputs: Any,
+    cfg: SampleConfig,
+    prefix: Sequence[Sequence[int]] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Draw one token sequence per row, all rows advancing in one `step` call.
+
+    Each row feeds BOS, then its forced prefix, then samples until EOS or until it
+    has generated cfg.max_len tokens. PAD and BOS are never sampled.
+
+    Args:
+        stepper: the model, seen only through the `Stepper` protocol; its state must
+            be batch-first (rows on dim 0 of its first tensor), as the house style says.
+        inputs: passed unchanged to `stepper.init_state(inputs, cfg.num_samples)`.
+        cfg: sampling settings.
+        prefix: optional forced tokens, one list per input (length N), shared by
+            that input's num_samples rows.
+        generator: random source; default torch.Generator seeded with cfg.seed.
+
+    Returns:
+        R = N * num_samples lists (row n*num_samples + s is sample s of input n) of
+        the tokens generated after the prefix, without BOS, prefix or EOS.
+    """
+    cfg.validate()
+    with inference(stepper):
+        state = stepper.init_state(inputs, cfg.num_samples)
+        leaf = first_tensor(state)
+        if leaf is None:
+            raise ValueError("sample needs a state holding a batch-first tensor")
+        rows = leaf.size(0)
+        forced = _forced_rows(prefix, rows, cfg.num_samples).to(leaf.device)  # (R, P)
+        if generator is None:
+            generator = torch.Generator(device=leaf.device).manual_seed(cfg.seed)
+        if cfg.max_len <= 0:
+            return [[] for _ in range(rows)]
+        return _run(stepper, state, forced, cfg, generator)
+
+
+def _run(
+    stepper: Stepper,
+    state: Any,
+    forced: Tensor,
+    cfg: SampleConfig,
+    generator: torch.Generator,
+) -> list[list[int]]:
+    """The sampling loop; finished rows leave the batch through `stepper.reorder`."""
+    rows, eos = forced.size(0), stepper.eos_id
+    active = torch.arange(rows, device=forced.device)  # (A,) original row ids
+    last = torch.full((rows,), stepper.bos_id, dtype=torch.long, device=forced.device)
+    counts = torch.zeros_like(active)  # (A,) tokens sampled so far
+    out: list[list[int]] = [[] for _ in range(rows)]
+    for step in range(forced.size(1) + cfg.max_len):
+        log_probs, state = stepper.step(last, state)
+        log_probs = forbid_tokens(log_probs.float(), special_tokens(stepper))  # (A, V)
+        if step < forced.size(1):
+            now = forced[active, step]  # (A,) forced token or -1
+        else:
+            now = torch.full_like(active, -1)  # (A,)
+        tokens = _next_tokens(log_probs, now, cfg, generator, eos)  # (A,)
+        emitted = (now < 0) & (tokens != eos)  # (A,)
+        for row, token in zip(
+            active[emitted].tolist(), tokens[emitted].tolist(), strict=True
+        ):
+            out[row].append(token)
+        counts = counts + emitted.long()
+        keep = ((tokens != eos) & (counts < cfg.max_len)).nonzero().squeeze(1)  # (A',)
+        if keep.numel() == 0:
+            break
+        state = stepper.reorder(state, keep)
+        active, last, counts = active[keep], tokens[keep], counts[keep]
+    return out
+
+
+def _next_tokens(
+    log_probs: Tensor,
+    forced: Tensor,
+    cfg: SampleConfig,
+    generator: torch.Generator,
+    eos: int,
+) -> Tensor:
+    """Forced token where forced (A,) >= 0, else a draw; free rows all -inf get EOS."""
+    drawn = _draw(log_probs, cfg, generator)  # (A,)
+    dead = ~(log_probs > NEG_INF).any(dim=1)  # (A,) nothing can follow
+    drawn = drawn.masked_fill(dead, eos)
+    return torch.where(forced >= 0, forced, drawn)
+
+
+def _forced_rows(
+    prefix: Sequence[Sequence[int]] | None, rows: int, width: int
+) -> Tensor:
+    """Forced tokens per row (R, P), -1 padded; input n's prefix goes to its width rows."""
+    if prefix is not None and len(prefix) * width != rows:
+        raise ValueError(
+            f"prefix needs one token list per input ({rows // width}), got {len(prefix)}"
+        )
+    table = prefix_table(prefix, rows // width)  # (N, P)
+    return table.repeat_interleave(width, dim=0)  # (R, P)
+
+
+def _draw(log_probs: Tensor, cfg: SampleConfig, generator: torch.Generator) -> Tensor:
+    """Sample one token per row (A,) from (A, V) log-probs; rows all -inf give 0."""
+    if cfg.temperature == 0:
+        return log_probs.argmax(dim=1)
+    logits = keep_top_p(keep_top_k(log_probs / cfg.temperature, cfg.top_k), cfg.top_p)
+    dead = ~(logits > NEG_INF).any(dim=1, keepdim=True)  # (A, 1)
+    probs = logits.masked_fill(dead, 0.0).softmax(dim=1)  # (A, V), uniform if dead
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (A,)

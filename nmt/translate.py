@@ -1,0 +1,109 @@
+"""`python -m nmt.translate --ckpt PATH` — translate stdin (or --input) line by line.
+
+Exactly one output line per input line, in order (K lines with --nbest K).
+Logs and warnings go to stderr; translations to stdout (or --output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
+
+from nmt.errors import user_errors
+from nmt.search import BeamConfig
+
+CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nmt.translate", description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", required=True, help="checkpoint (best.pt/last.pt) from nmt.train")
+    p.add_argument("--input", help="input file (default: stdin)")
+    p.add_argument("--output", help="output file (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument("--beam", type=int, default=5, help="beam width B (1 = greedy)")
+    p.add_argument("--nbest", type=int, default=0,
+                   help="print K hypotheses per line, Moses format 'id ||| hyp ||| score'")
+    p.add_argument("--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)")
+    p.add_argument("--max-len-a", type=float, default=1.5, help="max length = a*|src| + b")
+    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--scores", action="store_true", help="append '\\t<score>' to each line")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    return p
+
+
+def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
+    """Chunks of decoded lines; invalid UTF-8 is replaced (with a warning), only
+    '\\n' separates lines, a trailing '\\r' is dropped."""
+    lines: list[str] = []
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            print(f"warning: line {number} is not valid UTF-8; bad bytes replaced",
+                  file=sys.stderr)
+            line = raw.decode("utf-8", errors="replace")
+        lines.append(line)
+        if len(lines) == chunk:
+            yield lines
+            lines = []
+    if lines:
+        yield lines
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split("\n")).replace("\r", " ")
+
+
+def translate_stream(translator, source: BinaryIO, sink: TextIO, cfg: BeamConfig,
+                     *, nbest: int, scores: bool) -> int:
+    """Translate `source` into `sink`; returns the number of input lines."""
+    count = 0
+    for lines in read_lines(source, max(1, cfg.batch_size) * CHUNK_BATCHES):
+        for i, hyps in enumerate(translator.translate(lines, cfg)):
+            if nbest:
+                for hyp in hyps[:nbest]:
+                    text = one_line(translator.detokenize(hyp))
+                    sink.write(f"{count + i} ||| {text} ||| {hyp.score:.4f}\n")
+            else:
+                text = one_line(translator.detokenize(hyps[0]))
+                sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
+        sink.flush()
+        count += len(lines)
+    return count
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with user_errors("nmt.translate"):
+        if args.nbest > args.beam:
+            raise ValueError(f"--nbest {args.nbest} is larger than --beam {args.beam}")
+        cfg = BeamConfig(beam_size=args.beam, nbest=max(1, args.nbest),
+                         len_penalty=args.len_penalty, max_len_a=args.max_len_a,
+                         max_len_b=args.max_len_b, batch_size=args.batch_size)
+        from nmt.loading import load_translator
+        from nmt.runtime import pick_device, set_threads
+
+        set_threads(args.threads)
+        translator, _ = load_translator(args.ckpt, device=pick_device(args.device),
+                                        precision=args.precision)
+        source = open(args.input, "rb") if args.input else sys.stdin.buffer
+        sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        try:
+            count = translate_stream(translator, source, sink, cfg, nbest=args.nbest,
+                                     scores=args.scores)
+        finally:
+            if args.input:
+                source.close()
+            if args.output:
+                sink.close()
+        print(f"translated {count} lines", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

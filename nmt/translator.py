@@ -1,0 +1,92 @@
+"""Batch translation of raw lines with a Seq2Seq model through the shared search.
+
+Used by the CLI, the evaluator, validation during training and the REPL.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from nmt.data import pad
+from nmt.models.seq2seq import Seq2Seq
+from nmt.runtime import autocast
+from nmt.search import BeamConfig, Hypothesis, beam_search
+from nmt.tokenizer import Tokenizer
+
+# sentences longer than this many subword tokens are cut (with a warning)
+MAX_SRC_TOKENS = 250
+
+
+class Translator:
+    """A model with its tokenizers, device and precision."""
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        max_src_tokens: int = MAX_SRC_TOKENS,
+    ) -> None:
+        self.model = model.to(device)
+        self.src_tok, self.tgt_tok = src_tok, tgt_tok
+        self.device, self.precision = device, precision
+        self.max_src_tokens = max_src_tokens
+
+    def encode(self, line: str, index: int | None = None) -> list[int]:
+        ids = self.src_tok.encode(line)
+        if len(ids) > self.max_src_tokens:
+            where = f"line {index + 1}" if index is not None else "input"
+            print(
+                f"warning: {where} has {len(ids)} tokens; "
+                f"translating its first {self.max_src_tokens}",
+                file=sys.stderr,
+            )
+            ids = ids[: self.max_src_tokens]
+        return ids
+
+    def translate(
+        self,
+        lines: Sequence[str],
+        cfg: BeamConfig,
+        prefix: Sequence[int] | None = None,
+    ) -> list[list[Hypothesis]]:
+        """n-best hypotheses per line, in input order.
+
+        Lines are sorted by length inside each window of `cfg.batch_size` * 8 lines
+        and decoded `cfg.batch_size` at a time; empty lines get one empty hypothesis.
+        """
+        ids = [self.encode(line, i) for i, line in enumerate(lines)]
+        results: list[list[Hypothesis]] = [
+            [Hypothesis(tokens=(), log_prob=0.0, score=0.0, attention=None)]
+        ] * len(lines)
+        todo = [i for i, seq in enumerate(ids) if seq]
+        window = max(1, cfg.batch_size) * 8
+        for start in range(0, len(todo), window):
+            chunk = sorted(todo[start : start + window], key=lambda i: len(ids[i]))
+            for b in range(0, len(chunk), max(1, cfg.batch_size)):
+                batch = chunk[b : b + max(1, cfg.batch_size)]
+                for i, hyps in zip(batch, self._decode([ids[i] for i in batch], cfg, prefix)):
+                    results[i] = hyps
+        return results
+
+    def _decode(
+        self, batch: list[list[int]], cfg: BeamConfig, prefix: Sequence[int] | None
+    ) -> list[list[Hypothesis]]:
+        src = pad(batch).to(self.device)  # (N, S)
+        lengths = torch.tensor([len(s) for s in batch], device=self.device)  # (N,)
+        prefixes = [list(prefix)] * len(batch) if prefix else None
+        with autocast(self.device, self.precision):
+            return beam_search(self.model, (src, lengths), lengths, cfg, prefix=prefixes)
+
+    def detokenize(self, hyp: Hypothesis) -> str:
+        return self.tgt_tok.decode(list(hyp.tokens))
+
+    def translate_best(self, lines: Sequence[str], cfg: BeamConfig) -> list[str]:
+        """The best detokenized translation of every line, in order."""
+        return [self.detokenize(hyps[0]) for hyps in self.translate(lines, cfg)]

@@ -1,0 +1,102 @@
+"""Shared fixtures: a dozen sentence pairs, a tiny SentencePiece model, tiny seeded models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+PAIRS = [
+    ("ein mann fährt fahrrad .", "a man rides a bike ."),
+    ("eine frau liest ein buch .", "a woman reads a book ."),
+    ("zwei hunde spielen im park .", "two dogs play in the park ."),
+    ("ein kind isst einen apfel .", "a child eats an apple ."),
+    ("der mann trinkt kaffee .", "the man drinks coffee ."),
+    ("die frau singt ein lied .", "the woman sings a song ."),
+    ("ein hund läuft am strand .", "a dog runs on the beach ."),
+    ("zwei kinder spielen fußball .", "two children play soccer ."),
+    ("ein mann liest eine zeitung .", "a man reads a newspaper ."),
+    ("eine frau fährt ein auto .", "a woman drives a car ."),
+    ("der hund schläft .", "the dog sleeps ."),
+    ("die kinder lachen .", "the children laugh ."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory with train/val/test .de/.en files in the Multi30k layout."""
+    root = tmp_path_factory.mktemp("corpus")
+    for split, pairs in (("train", PAIRS), ("val", PAIRS[:4]), ("test", PAIRS[4:8])):
+        (root / f"{split}.de").write_text("".join(de + "\n" for de, _ in pairs))
+        (root / f"{split}.en").write_text("".join(en + "\n" for _, en in pairs))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_spm(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Joint SentencePiece tokenizer (~60 pieces) trained on tiny_corpus."""
+    from nmt.tokenizer import TokenizerConfig, build_tokenizers
+
+    cfg = TokenizerConfig(vocab_size=60, hard_vocab_limit=False)
+    src, _ = build_tokenizers(
+        [tiny_corpus / "train.de"], [tiny_corpus / "train.en"], cfg,
+        tmp_path_factory.mktemp("spm"),
+    )
+    return src
+
+
+def tiny_model_config(**overrides):
+    from nmt.models.seq2seq import ModelConfig
+
+    values = dict(embed_size=16, hidden_size=24, dropout=0.0, label_smoothing=0.0)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+@pytest.fixture
+def tiny_seq2seq():
+    """Seeded tiny Bahdanau BiGRU model over a 40-token vocabulary (CPU, eval mode)."""
+    from nmt.models.seq2seq import Seq2Seq
+
+    torch.manual_seed(0)
+    return Seq2Seq(tiny_model_config(), src_vocab=40, tgt_vocab=40).eval()
+
+
+def needs_multi30k() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not (SHARED_DATA / "multi30k" / "train.de").is_file(),
+        reason=f"Multi30k not found at {SHARED_DATA / 'multi30k'} (needs ../shared/data)",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a tiny translation model trained for 120 steps on tiny_corpus."""
+    from nmt.config import TrainConfig
+    from nmt.data import DataConfig
+    from nmt.search import BeamConfig
+    from nmt.tokenizer import TokenizerConfig
+    from nmt.train import run_train
+    from nmt.trainer import LoopConfig
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    cfg = TrainConfig(
+        data=DataConfig(root=str(tiny_corpus), test_split="test", batch_tokens=40,
+                        max_sentences=4),
+        tokenizer=TokenizerConfig(vocab_size=60, hard_vocab_limit=False),
+        model=tiny_model_config(hidden_size=32, embed_size=24),
+        train=LoopConfig(seed=1, lr=0.01, max_steps=120, valid_every=60, threads=1,
+                         precision="fp32", cache_dir=str(run / "cache")),
+        search=BeamConfig(beam_size=1, batch_size=8),
+    )
+    run_train(cfg, run)
+    return run / "checkpoints" / "best.pt"

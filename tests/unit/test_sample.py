@@ -1,0 +1,133 @@
+"""Ancestral sampling: greedy limit, top-k/top-p support, seeding, batched rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.search import BeamConfig, SampleConfig, beam_search, sample
+from tests.unit.test_beam import (
+    BOS,
+    EOS,
+    PAD,
+    TableStepper,
+    ToyRNN,
+    from_probs,
+    random_table,
+    toy_batch,
+)
+
+torch.set_num_threads(1)
+INF = float("inf")
+VOCAB = 10  # PAD, BOS, EOS and seven words
+
+
+def allowed(log_probs: list[float], k: int = 0, p: float = 1.0) -> set[int]:
+    """Tokens a top-k / nucleus sampler may emit, computed by hand."""
+    probs = torch.tensor(log_probs, dtype=torch.float64).exp()
+    probs[[PAD, BOS]] = 0.0
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    order = [i for i in order if probs[i] > 0][: k or None]
+    kept, mass = [], 0.0
+    total = float(sum(probs[i] for i in order))
+    for i in order:
+        if mass >= p * total:
+            break
+        kept.append(i)
+        mass += float(probs[i])
+    return set(kept)
+
+
+def supports(table, rows: list[list[int]], num_samples: int, max_len: int, **filters):
+    """Every emitted token, and every early EOS, was allowed by the filters."""
+    for row, tokens in enumerate(rows):
+        n = row // num_samples
+        for i, token in enumerate(tokens):
+            assert token in allowed(table(n, tuple(tokens[:i])), **filters)
+        if len(tokens) < max_len:
+            assert EOS in allowed(table(n, tuple(tokens)), **filters)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-6])
+def test_temperature_to_zero_is_greedy(temperature: float):
+    model = ToyRNN(seed=5)
+    src, lengths = toy_batch([0, 1, 2])
+    greedy = beam_search(
+        model,
+        (src, lengths),
+        lengths * 0,
+        BeamConfig(beam_size=1, len_penalty=0.0, max_len_a=0.0, max_len_b=6),
+    )
+    cfg = SampleConfig(temperature=temperature, max_len=6)
+    rows = sample(model, (src, lengths), cfg)
+    assert rows == [list(hyps[0].tokens) for hyps in greedy]
+
+
+def test_top_k_never_leaves_the_top_k():
+    table = random_table(VOCAB)
+    cfg = SampleConfig(top_k=2, max_len=4, num_samples=30)
+    rows = sample(TableStepper(table), [0, 1], cfg)
+    assert len(rows) == 60
+    supports(table, rows, 30, 4, k=2)
+
+
+def test_top_p_stays_in_the_nucleus():
+    table = random_table(VOCAB)
+    cfg = SampleConfig(top_p=0.5, max_len=4, num_samples=30)
+    rows = sample(TableStepper(table), [0, 1], cfg)
+    supports(table, rows, 30, 4, p=0.5)
+    assert len({tuple(r) for r in rows}) > 1
+
+
+def test_seeded_sampling_is_reproducible():
+    table = random_table(VOCAB)
+    cfg = SampleConfig(max_len=5, num_samples=8, seed=7)
+    first = sample(TableStepper(table), [0, 1], cfg)
+    assert sample(TableStepper(table), [0, 1], cfg) == first
+    generator = torch.Generator().manual_seed(7)
+    assert sample(TableStepper(table), [0, 1], cfg, generator=generator) == first
+    cfg.seed = 8
+    assert sample(TableStepper(table), [0, 1], cfg) != first
+
+
+def test_batched_rows_are_independent_samples_of_their_own_input():
+    def split(n: int, history: tuple[int, ...]) -> list[float]:
+        words = (3, 4) if n == 0 else (5, 6)  # input n only allows its own words
+        return from_probs({EOS: 0.2, words[0]: 0.4, words[1]: 0.4}, VOCAB)
+
+    rows = sample(TableStepper(split), [0, 1], SampleConfig(max_len=5, num_samples=20))
+    assert all(set(r) <= {3, 4} for r in rows[:20])
+    assert all(set(r) <= {5, 6} for r in rows[20:])
+    assert len({tuple(r) for r in rows[:20]}) > 5  # not one sample copied 20 times
+
+
+def test_prefix_is_fed_but_not_returned():
+    script = {
+        (5,): {6: 1.0},
+        (5, 6): {EOS: 1.0},
+        (3, 3): {4: 1.0},
+        (3, 3, 4): {EOS: 1.0},
+    }
+
+    def table(n: int, history: tuple[int, ...]) -> list[float]:
+        return from_probs(script.get(history, {w: 0.1 for w in range(3, VOCAB)}), VOCAB)
+
+    cfg = SampleConfig(max_len=5, num_samples=2)
+    rows = sample(TableStepper(table), [0, 1], cfg, prefix=[[5], [3, 3]])
+    assert rows == [[6], [6], [4], [4]]
+
+
+def test_max_len_counts_tokens_after_the_prefix():
+    def no_eos(n: int, history: tuple[int, ...]) -> list[float]:
+        return from_probs({3: 0.5, 4: 0.5}, VOCAB)
+
+    cfg = SampleConfig(max_len=3, num_samples=4)
+    rows = sample(TableStepper(no_eos), [0], cfg, prefix=[[4, 4]])
+    assert all(len(r) == 3 for r in rows)
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="top_p"):
+        SampleConfig(top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SampleConfig(temperature=-1.0)
