@@ -1,7 +1,8 @@
 """Atomic save and safe (weights-only) load of checkpoints, plus RNG state for resume.
 
 Payloads hold only what `torch.load(weights_only=True)` accepts: dicts, lists, tuples,
-str, int, float, bool, None, bytes, tensors, optimizer and LR-scheduler state dicts.
+str, int, float, bool, None, tensors, optimizer/LR-scheduler state dicts and non-empty
+bytes (b"" pickles as a call to `bytes()`, which is refused). Saving checks this.
 Not for deciding what goes into a checkpoint (the trainer does that).
 """
 
@@ -11,6 +12,7 @@ import contextlib
 import os
 import pickle
 import random
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,16 @@ class CheckpointError(Exception):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically, adding "format" and "format_version".
 
-    The data goes to a temporary file in the same directory, is fsynced and then
-    renamed over `path`, so a crash or error mid-save leaves any old file intact.
+    The data goes to a temporary file in the same directory, is fsynced, checked
+    to load under `weights_only=True` and only then renamed over `path`, so a
+    crash or error mid-save leaves any old file intact.
 
     Args:
         path: destination file; parent directories are created.
         payload: weights-only-loadable values (see the module docstring).
+
+    Raises:
+        ValueError: the payload holds something `load_checkpoint` would refuse.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,11 +51,23 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
+        _check_loadable(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _check_loadable(path: Path) -> None:
+    try:  # mmap: reads the pickled structure only, not the tensor data
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        refused = _refused_global(error) or _first_sentence(error)
+        raise ValueError(
+            "checkpoint payload holds objects that torch.load(weights_only=True) "
+            f"refuses: {refused}"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -69,12 +87,14 @@ def _first_sentence(error: BaseException) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def _refused_global(error: pickle.UnpicklingError) -> str:
-    # torch's message is several lines; the useful one names the refused object
-    for line in str(error).splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].strip().rstrip(".")
-    return _first_sentence(error)
+def _refused_global(error: Exception) -> str | None:
+    # torch's message is several lines; pick out the name of the refused object
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+    if found is None:
+        return None
+    if found.group(1) in ("bytes", "builtins.bytes"):
+        return "bytes() (an empty bytes object b'' is saved as that call)"
+    return found.group(1)
 
 
 def load_checkpoint(
@@ -100,30 +120,25 @@ def load_checkpoint(
         raise CheckpointError(f"{name} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{name} is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{name} is an empty file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise CheckpointError(f"{name} is not readable (permission denied)") from None
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{name} is not an nmt checkpoint (holds objects that safe loading "
-            f"refuses: {_refused_global(error)})"
-        ) from None
-    except RuntimeError as error:
-        if str(error).startswith("Attempting to deserialize object on"):
-            raise CheckpointError(
-                f"cannot load {name} onto {map_location}: {_first_sentence(error)}"
-            ) from None
-        raise CheckpointError(
-            f"{name} is not an nmt checkpoint (corrupt or truncated file: "
-            f"{_first_sentence(error)})"
-        ) from None
     except Exception as error:  # torch raises KeyError, EOFError, OSError, ...
-        raise CheckpointError(
-            f"{name} is not an nmt checkpoint (corrupt or truncated file: "
-            f"{_first_sentence(error)})"
-        ) from None
+        raise CheckpointError(_load_error(name, error, map_location)) from None
     return _check_format(payload, name)
+
+
+def _load_error(name: str, error: Exception, map_location: object) -> str:
+    refused = _refused_global(error)
+    if refused:
+        return f"{name} is not an nmt checkpoint (safe loading refused {refused})"
+    if str(error).startswith("Attempting to deserialize object on"):
+        return f"cannot load {name} onto {map_location}: {_first_sentence(error)}"
+    reason = _first_sentence(error)
+    return f"{name} is not an nmt checkpoint (corrupt or truncated file: {reason})"
 
 
 def _check_format(payload: object, name: str) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from pathlib import Path
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nmt.data import DataConfig
@@ -75,7 +75,9 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
 def config_path() -> str:
     """Hydra config dir: the repo's conf/ in a checkout, else the packaged nmt.conf."""
     repo_conf = Path(__file__).resolve().parent.parent / "conf"
-    if (repo_conf / "config.yaml").is_file() and (repo_conf.parent / "pyproject.toml").is_file():
+    if (repo_conf / "config.yaml").is_file() and (
+        repo_conf.parent / "pyproject.toml"
+    ).is_file():
         return str(repo_conf)
     return "pkg://nmt.conf"
 

@@ -110,7 +110,9 @@ def load_parallel(root: str, split: str, langs: Sequence[str]) -> list[list[str]
         raise DataError(f"data root not found: {root}")
     counts = {len(c) for c in columns}
     if len(counts) != 1:
-        raise DataError(f"{split} files of {root} differ in line count: {sorted(counts)}")
+        raise DataError(
+            f"{split} files of {root} differ in line count: {sorted(counts)}"
+        )
     return columns
 
 

@@ -15,7 +15,13 @@ def user_errors(prog: str = "nmt") -> Iterator[None]:
     """Context: known user errors exit with `prog: error: <message>` and no traceback."""
     try:
         yield
-    except (CheckpointError, DataError, ValueError, FileNotFoundError, IsADirectoryError,
-            PermissionError) as error:
+    except (
+        CheckpointError,
+        DataError,
+        ValueError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    ) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)

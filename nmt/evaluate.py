@@ -36,7 +36,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     """Translate `cfg.split`, score it and write result.json; returns the result."""
     threads = set_threads(cfg.threads)
     device = pick_device(cfg.device)
-    translator, train_cfg = load_translator(cfg.ckpt, device=device, precision=cfg.precision)
+    translator, train_cfg = load_translator(
+        cfg.ckpt, device=device, precision=cfg.precision
+    )
     data = train_cfg.data
     root = cfg.data.root or data.root
     split = {"test": data.test_split, "val": data.val_split}.get(cfg.split, cfg.split)
@@ -49,21 +51,32 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     result = {
-        "ckpt": str(cfg.ckpt), "split": split, "sentences": len(src),
-        "beam_size": cfg.search.beam_size, "batch_size": cfg.search.batch_size,
-        "len_penalty": cfg.search.len_penalty, "bleu": round(scores.bleu, 2),
-        "chrf": round(scores.chrf, 2), "bleu_signature": scores.bleu_signature,
-        "chrf_signature": scores.chrf_signature, "sentences_per_s": round(len(src) / seconds, 2),
-        "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "threads": threads, "device": str(device), "precision": translator.precision,
+        "ckpt": str(cfg.ckpt),
+        "split": split,
+        "sentences": len(src),
+        "beam_size": cfg.search.beam_size,
+        "batch_size": cfg.search.batch_size,
+        "len_penalty": cfg.search.len_penalty,
+        "bleu": round(scores.bleu, 2),
+        "chrf": round(scores.chrf, 2),
+        "bleu_signature": scores.bleu_signature,
+        "chrf_signature": scores.chrf_signature,
+        "sentences_per_s": round(len(src) / seconds, 2),
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "threads": threads,
+        "device": str(device),
+        "precision": translator.precision,
         "hypotheses": str(out),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(scores.bleu_verbose)
     print(f"BLEU = {scores.bleu:.2f}  signature: {scores.bleu_signature}")
     print(f"chrF2 = {scores.chrf:.2f}  signature: {scores.chrf_signature}")
-    print(f"{len(src)} sentences in {seconds:.1f} s = {len(src) / seconds:.1f} sentences/s "
-          f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads)")
+    print(
+        f"{len(src)} sentences in {seconds:.1f} s = {len(src) / seconds:.1f} sentences/s "
+        f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads)"
+    )
     sys.stdout.flush()
     return result
 

@@ -25,18 +25,30 @@ def load_translator(
     """
     payload = load_checkpoint(path)
     if payload.get("kind") != "seq2seq":
-        raise CheckpointError(f"{path} is a '{payload.get('kind')}' checkpoint, not a translation model")
+        raise CheckpointError(
+            f"{path} is a '{payload.get('kind')}' checkpoint, not a translation model"
+        )
     try:
         cfg: TrainConfig = from_dict(TrainConfig, payload["config"])
         src_tok = SentencePieceTokenizer.from_bytes(payload["tokenizers"]["src"])
         tgt_tok = SentencePieceTokenizer.from_bytes(payload["tokenizers"]["tgt"])
-        model = Seq2Seq(cfg.model, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size)
+        model = Seq2Seq(
+            cfg.model, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size
+        )
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise CheckpointError(f"{path} does not fit its config or vocabulary: {first}") from None
+        first = (
+            str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        )
+        raise CheckpointError(
+            f"{path} does not fit its config or vocabulary: {first}"
+        ) from None
     model.eval()
     translator = Translator(
-        model, src_tok, tgt_tok, device=device, precision=resolve_precision(precision, device)
+        model,
+        src_tok,
+        tgt_tok,
+        device=device,
+        precision=resolve_precision(precision, device),
     )
     return translator, cfg

@@ -16,11 +16,16 @@ from sacrebleu.metrics import BLEU, CHRF
 class CorpusScores:
     """Corpus-level scores of one hypothesis stream against one reference stream."""
 
-    bleu: float  # 0-100, sacreBLEU defaults: cased, 13a tokenization, detokenized
-    chrf: float  # chrF2, 0-100
-    bleu_signature: str  # e.g. nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0
-    chrf_signature: str  # e.g. nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:…
-    bleu_verbose: str  # "BLEU = 30.93 76.5/50.0/27.3/11.1 (BP = 0.943 ratio = …)"
+    # 0-100; sacreBLEU defaults: cased, 13a tokenization, on detokenized text
+    bleu: float
+    # chrF2, 0-100
+    chrf: float
+    # e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    bleu_signature: str
+    # e.g. "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
+    chrf_signature: str
+    # e.g. "BLEU = 30.93 76.5/50.0/27.3/11.1 (BP = 0.943 ratio = 0.944 ...)"
+    bleu_verbose: str
 
 
 def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:

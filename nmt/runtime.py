@@ -25,7 +25,7 @@ def set_threads(threads: int) -> int:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda when available else cpu; "cuda" without CUDA is a ValueError."""
+    """ "auto" -> cuda when available else cpu; "cuda" without CUDA is a ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -43,7 +43,7 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+)."""
+    """ "auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+)."""
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision not in ("fp32", "bf16"):

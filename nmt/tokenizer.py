@@ -1,7 +1,6 @@
 """Tokenizers: the `Tokenizer` protocol, cached SentencePiece training, characters.
 
-Not for reading corpora or batching (`data.py`); only text <-> ids.
-"""
+Only text <-> ids; not for reading corpora or batching (`data.py`)."""
 
 from __future__ import annotations
 
@@ -22,9 +21,6 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
 MODEL_TYPES = ("unigram", "bpe")
 UNK_TEXT = "\u2047"  # what sentencepiece prints for <unk>; CharTokenizer does the same
-_TRAIN_THREADS = 2
-# sentencepiece rejects input_sentence_size in 1..100
-_MIN_SAMPLED_SENTENCES = 101
 
 
 @dataclass
@@ -33,7 +29,7 @@ class TokenizerConfig:
 
     # subword algorithm: unigram | bpe
     model_type: str = "unigram"
-    # pieces per model, including the 4 specials (and 256 byte pieces with byte_fallback)
+    # pieces per model, counting the 4 specials (and 256 bytes with byte_fallback)
     vocab_size: int = 8000
     # one model on src+tgt training text (shared vocabulary), else one per side
     joint: bool = True
@@ -58,24 +54,16 @@ class Tokenizer(Protocol):
     vocab_size: int
 
     def encode(self, text: str) -> list[int]: ...
-
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
-
     def decode(self, ids: Sequence[int]) -> str: ...
-
     def to_bytes(self) -> bytes: ...
 
 
 def _strip_specials(ids: Sequence[int]) -> list[int]:
     """Ids up to the first EOS, without PAD and BOS."""
-    out = []
-    for i in ids:
-        i = int(i)
-        if i == EOS_ID:
-            break
-        if i not in (PAD_ID, BOS_ID):
-            out.append(i)
-    return out
+    ids = [int(i) for i in ids]
+    ids = ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
+    return [i for i in ids if i not in (PAD_ID, BOS_ID)]
 
 
 class SentencePieceTokenizer:
@@ -92,19 +80,12 @@ class SentencePieceTokenizer:
             raise ValueError("not a valid sentencepiece model") from None
         pieces = tuple(self._sp.id_to_piece(i) for i in range(4))
         if pieces != SPECIAL_PIECES:
-            raise ValueError(
-                f"sentencepiece model has special pieces {pieces}, "
-                f"expected {SPECIAL_PIECES} as ids 0-3"
-            )
+            raise ValueError(f"special pieces {pieces} are not {SPECIAL_PIECES}")
         self.vocab_size: int = self._sp.get_piece_size()
 
     @classmethod
     def from_bytes(cls, model_proto: bytes) -> SentencePieceTokenizer:
-        """Tokenizer from `to_bytes()` output (a serialized ModelProto).
-
-        Raises:
-            ValueError: not a sentencepiece model, or other special ids.
-        """
+        """Tokenizer from `to_bytes()`; ValueError if not a model with our specials."""
         return cls(model_proto)
 
     def to_bytes(self) -> bytes:
@@ -123,77 +104,44 @@ class SentencePieceTokenizer:
         """Text of `ids`; stops at the first EOS and skips PAD/BOS."""
         return self._sp.decode(_strip_specials(ids))
 
+    def _unknown_text(self, text: str) -> str:
+        ids, pieces = self._sp.encode(text), self._sp.encode(text, out_type=str)
+        return "".join(
+            p.replace("\u2581", "") for i, p in zip(ids, pieces) if i == UNK_ID
+        )
+
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters of `text` that encode to <unk>, sorted."""
-        pieces = self._sp.encode(text, out_type=str)
-        unknown = {
-            char
-            for i, piece in zip(self._sp.encode(text), pieces)
-            if i == UNK_ID
-            for char in piece.replace("\u2581", "")
-        }
-        return sorted(unknown)
+        return sorted(set(self._unknown_text(text)))
 
     def unknown_fraction(self, text: str) -> float:
         """Share of the non-space characters of `text` that become <unk>."""
-        pieces = self._sp.encode(text, out_type=str)
-        unknown = sum(
-            len(piece.replace("\u2581", ""))
-            for i, piece in zip(self._sp.encode(text), pieces)
-            if i == UNK_ID
-        )
         total = sum(not c.isspace() for c in text)
-        return min(1.0, unknown / total) if total else 0.0
-
-    def __repr__(self) -> str:
-        return f"SentencePieceTokenizer(vocab_size={self.vocab_size})"
+        return min(1.0, len(self._unknown_text(text)) / total) if total else 0.0
 
 
-# -- training ----------------------------------------------------------------
 def check_config(cfg: TokenizerConfig) -> None:
     """Raise ValueError (one line) for settings sentencepiece would reject."""
-    if cfg.model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"tokenizer.model_type must be one of {', '.join(MODEL_TYPES)}, "
-            f"not {cfg.model_type!r}"
-        )
-    if cfg.vocab_size <= len(SPECIAL_PIECES):
-        raise ValueError(f"tokenizer.vocab_size must be > 4, not {cfg.vocab_size}")
-    if not 0.0 < cfg.character_coverage <= 1.0:
-        raise ValueError(
-            "tokenizer.character_coverage must be in (0, 1], "
-            f"not {cfg.character_coverage}"
-        )
-    if cfg.max_sentences < 0 or 0 < cfg.max_sentences < _MIN_SAMPLED_SENTENCES:
-        raise ValueError(
-            "tokenizer.max_sentences must be 0 (all lines) or at least "
-            f"{_MIN_SAMPLED_SENTENCES}, not {cfg.max_sentences}"
-        )
+    sampled = cfg.max_sentences == 0 or cfg.max_sentences > 100  # spm: not 1..100
+    rules = {  # field: (valid, what it must be)
+        "model_type": (cfg.model_type in MODEL_TYPES, " or ".join(MODEL_TYPES)),
+        "vocab_size": (cfg.vocab_size > len(SPECIAL_PIECES), "> 4"),
+        "character_coverage": (0 < cfg.character_coverage <= 1, "in (0, 1]"),
+        "max_sentences": (sampled, "0 (all lines) or > 100"),
+    }
+    for name, (valid, need) in rules.items():
+        if not valid:
+            raise ValueError(f"tokenizer.{name}={vars(cfg)[name]!r} must be {need}")
 
 
 def _train_options(cfg: TokenizerConfig) -> dict[str, object]:
-    options: dict[str, object] = dict(
-        model_type=cfg.model_type,
-        vocab_size=cfg.vocab_size,
-        character_coverage=cfg.character_coverage,
-        byte_fallback=cfg.byte_fallback,
-        hard_vocab_limit=cfg.hard_vocab_limit,
-        normalization_rule_name="nmt_nfkc",
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        pad_piece=SPECIAL_PIECES[PAD_ID],
-        unk_piece=SPECIAL_PIECES[UNK_ID],
-        bos_piece=SPECIAL_PIECES[BOS_ID],
-        eos_piece=SPECIAL_PIECES[EOS_ID],
-        minloglevel=2,
-        num_threads=_TRAIN_THREADS,
-    )
-    if cfg.max_sentences:
-        options.update(
-            input_sentence_size=cfg.max_sentences, shuffle_input_sentence=True
-        )
+    names = "model_type vocab_size character_coverage byte_fallback hard_vocab_limit"
+    options: dict[str, object] = {name: getattr(cfg, name) for name in names.split()}
+    for i, name in enumerate(("pad", "unk", "bos", "eos")):
+        options.update({f"{name}_id": i, f"{name}_piece": SPECIAL_PIECES[i]})
+    options.update(normalization_rule_name="nmt_nfkc", minloglevel=2, num_threads=2)
+    if size := cfg.max_sentences:
+        options.update(input_sentence_size=size, shuffle_input_sentence=True)
     return options
 
 
@@ -201,12 +149,8 @@ def _cache_key(files: Sequence[Path], options: dict[str, object]) -> str:
     digest = hashlib.sha256()
     digest.update(f"sentencepiece {spm.__version__}\n".encode())
     digest.update(json.dumps(options, sort_keys=True).encode())
-    for path in files:
-        file_digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                file_digest.update(block)
-        digest.update(b"\nfile " + file_digest.digest())
+    for path in files:  # sentencepiece reads whole corpora into memory anyway
+        digest.update(b"\nfile " + hashlib.sha256(Path(path).read_bytes()).digest())
     return digest.hexdigest()[:24]
 
 
@@ -242,10 +186,8 @@ def _sentencepiece_message(error: Exception, cfg: TokenizerConfig) -> str:
     if "sentences_.empty()" in text:
         human = "the training files hold no text"
     hint = " (byte_fallback adds 256 byte pieces)" if cfg.byte_fallback else ""
-    return (
-        f"sentencepiece could not train a {cfg.model_type} model with "
-        f"vocab_size={cfg.vocab_size}{hint}: {human}"
-    )
+    model = f"a {cfg.model_type} model with vocab_size={cfg.vocab_size}{hint}"
+    return f"sentencepiece could not train {model}: {human}"
 
 
 def train_sentencepiece(
@@ -297,29 +239,17 @@ def build_tokenizers(
     cfg: TokenizerConfig,
     cache_dir: Path,
 ) -> tuple[SentencePieceTokenizer, SentencePieceTokenizer]:
-    """Source and target tokenizers trained on the training text.
+    """(src, tgt) tokenizers trained on each side's text files, cached in `cache_dir`.
 
-    Args:
-        src_files: source-side training text files.
-        tgt_files: target-side training text files.
-        cfg: training settings; `cfg.joint` trains one model on both sides.
-        cache_dir: where trained models are cached.
-
-    Returns:
-        (src, tgt); with `cfg.joint` the same object twice.
-    """
+    With `cfg.joint`: one model on both sides, returned twice (the same object)."""
     if cfg.joint:
         joint = train_sentencepiece([*src_files, *tgt_files], cfg, cache_dir)
-        tokenizer = SentencePieceTokenizer.from_bytes(joint)
+        tokenizer = SentencePieceTokenizer(joint)
         return tokenizer, tokenizer
-    src = train_sentencepiece(src_files, cfg, cache_dir)
-    tgt = train_sentencepiece(tgt_files, cfg, cache_dir)
-    return SentencePieceTokenizer.from_bytes(src), SentencePieceTokenizer.from_bytes(
-        tgt
-    )
+    src = SentencePieceTokenizer(train_sentencepiece(src_files, cfg, cache_dir))
+    return src, SentencePieceTokenizer(train_sentencepiece(tgt_files, cfg, cache_dir))
 
 
-# -- characters (for the char LM) --------------------------------------------
 class CharTokenizer:
     """One id per character: pad 0, unk 1, bos 2, eos 3, then sorted characters."""
 
@@ -328,12 +258,12 @@ class CharTokenizer:
     def __init__(self, chars: Sequence[str]) -> None:
         """Tokenizer over `chars` (distinct single characters, in id order)."""
         chars = list(chars)
-        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise ValueError("CharTokenizer chars must be single characters")
-        if len(set(chars)) != len(chars):
-            raise ValueError("CharTokenizer chars must be distinct")
+        single = all(isinstance(c, str) and len(c) == 1 for c in chars)
+        if not single or len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer needs distinct single characters")
         self.chars = chars
         self._ids = {c: i for i, c in enumerate(chars, start=len(SPECIAL_PIECES))}
+        self._chars = {i: c for c, i in self._ids.items()}
         self.vocab_size: int = len(SPECIAL_PIECES) + len(chars)
 
     @classmethod
@@ -343,15 +273,11 @@ class CharTokenizer:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CharTokenizer:
-        """Tokenizer from `to_bytes()` output (UTF-8 JSON list of characters).
-
-        Raises:
-            ValueError: not such a list.
-        """
+        """Tokenizer from `to_bytes()`; ValueError if not a JSON list of characters."""
         try:
             chars = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ValueError("not a CharTokenizer vocabulary (JSON list)") from None
+        except ValueError:  # also UnicodeDecodeError, JSONDecodeError
+            chars = None
         if not isinstance(chars, list):
             raise ValueError("not a CharTokenizer vocabulary (JSON list)")
         return cls(chars)
@@ -370,12 +296,4 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; stops at the first EOS, skips PAD/BOS, UNK -> '⁇'."""
-        offset = len(SPECIAL_PIECES)
-        return "".join(
-            UNK_TEXT if i == UNK_ID or not offset <= i < self.vocab_size
-            else self.chars[i - offset]
-            for i in _strip_specials(ids)
-        )
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size})"
+        return "".join(self._chars.get(i, UNK_TEXT) for i in _strip_specials(ids))

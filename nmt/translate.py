@@ -18,21 +18,37 @@ CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nmt.translate", description=__doc__.splitlines()[0])
-    p.add_argument("--ckpt", required=True, help="checkpoint (best.pt/last.pt) from nmt.train")
+    p = argparse.ArgumentParser(
+        prog="nmt.translate", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--ckpt", required=True, help="checkpoint (best.pt/last.pt) from nmt.train"
+    )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
     p.add_argument("--beam", type=int, default=5, help="beam width B (1 = greedy)")
-    p.add_argument("--nbest", type=int, default=0,
-                   help="print K hypotheses per line, Moses format 'id ||| hyp ||| score'")
-    p.add_argument("--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)")
-    p.add_argument("--max-len-a", type=float, default=1.5, help="max length = a*|src| + b")
+    p.add_argument(
+        "--nbest",
+        type=int,
+        default=0,
+        help="print K hypotheses per line, Moses format 'id ||| hyp ||| score'",
+    )
+    p.add_argument(
+        "--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)"
+    )
+    p.add_argument(
+        "--max-len-a", type=float, default=1.5, help="max length = a*|src| + b"
+    )
     p.add_argument("--max-len-b", type=int, default=10)
-    p.add_argument("--scores", action="store_true", help="append '\\t<score>' to each line")
+    p.add_argument(
+        "--scores", action="store_true", help="append '\\t<score>' to each line"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    )
     return p
 
 
@@ -45,8 +61,10 @@ def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            print(f"warning: line {number} is not valid UTF-8; bad bytes replaced",
-                  file=sys.stderr)
+            print(
+                f"warning: line {number} is not valid UTF-8; bad bytes replaced",
+                file=sys.stderr,
+            )
             line = raw.decode("utf-8", errors="replace")
         lines.append(line)
         if len(lines) == chunk:
@@ -60,8 +78,15 @@ def one_line(text: str) -> str:
     return " ".join(text.split("\n")).replace("\r", " ")
 
 
-def translate_stream(translator, source: BinaryIO, sink: TextIO, cfg: BeamConfig,
-                     *, nbest: int, scores: bool) -> int:
+def translate_stream(
+    translator,
+    source: BinaryIO,
+    sink: TextIO,
+    cfg: BeamConfig,
+    *,
+    nbest: int,
+    scores: bool,
+) -> int:
     """Translate `source` into `sink`; returns the number of input lines."""
     count = 0
     for lines in read_lines(source, max(1, cfg.batch_size) * CHUNK_BATCHES):
@@ -83,20 +108,27 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("nmt.translate"):
         if args.nbest > args.beam:
             raise ValueError(f"--nbest {args.nbest} is larger than --beam {args.beam}")
-        cfg = BeamConfig(beam_size=args.beam, nbest=max(1, args.nbest),
-                         len_penalty=args.len_penalty, max_len_a=args.max_len_a,
-                         max_len_b=args.max_len_b, batch_size=args.batch_size)
+        cfg = BeamConfig(
+            beam_size=args.beam,
+            nbest=max(1, args.nbest),
+            len_penalty=args.len_penalty,
+            max_len_a=args.max_len_a,
+            max_len_b=args.max_len_b,
+            batch_size=args.batch_size,
+        )
         from nmt.loading import load_translator
         from nmt.runtime import pick_device, set_threads
 
         set_threads(args.threads)
-        translator, _ = load_translator(args.ckpt, device=pick_device(args.device),
-                                        precision=args.precision)
+        translator, _ = load_translator(
+            args.ckpt, device=pick_device(args.device), precision=args.precision
+        )
         source = open(args.input, "rb") if args.input else sys.stdin.buffer
         sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
         try:
-            count = translate_stream(translator, source, sink, cfg, nbest=args.nbest,
-                                     scores=args.scores)
+            count = translate_stream(
+                translator, source, sink, cfg, nbest=args.nbest, scores=args.scores
+            )
         finally:
             if args.input:
                 source.close()

@@ -71,7 +71,9 @@ class Translator:
             chunk = sorted(todo[start : start + window], key=lambda i: len(ids[i]))
             for b in range(0, len(chunk), max(1, cfg.batch_size)):
                 batch = chunk[b : b + max(1, cfg.batch_size)]
-                for i, hyps in zip(batch, self._decode([ids[i] for i in batch], cfg, prefix)):
+                for i, hyps in zip(
+                    batch, self._decode([ids[i] for i in batch], cfg, prefix)
+                ):
                     results[i] = hyps
         return results
 
@@ -82,7 +84,9 @@ class Translator:
         lengths = torch.tensor([len(s) for s in batch], device=self.device)  # (N,)
         prefixes = [list(prefix)] * len(batch) if prefix else None
         with autocast(self.device, self.precision):
-            return beam_search(self.model, (src, lengths), lengths, cfg, prefix=prefixes)
+            return beam_search(
+                self.model, (src, lengths), lengths, cfg, prefix=prefixes
+            )
 
     def detokenize(self, hyp: Hypothesis) -> str:
         return self.tgt_tok.decode(list(hyp.tokens))

@@ -48,7 +48,9 @@ def tiny_spm(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
 
     cfg = TokenizerConfig(vocab_size=60, hard_vocab_limit=False)
     src, _ = build_tokenizers(
-        [tiny_corpus / "train.de"], [tiny_corpus / "train.en"], cfg,
+        [tiny_corpus / "train.de"],
+        [tiny_corpus / "train.en"],
+        cfg,
         tmp_path_factory.mktemp("spm"),
     )
     return src
@@ -79,7 +81,9 @@ def needs_multi30k() -> pytest.MarkDecorator:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_checkpoint(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """best.pt of a tiny translation model trained for 120 steps on tiny_corpus."""
     from nmt.config import TrainConfig
     from nmt.data import DataConfig
@@ -90,12 +94,20 @@ def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory)
 
     run = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
-        data=DataConfig(root=str(tiny_corpus), test_split="test", batch_tokens=40,
-                        max_sentences=4),
+        data=DataConfig(
+            root=str(tiny_corpus), test_split="test", batch_tokens=40, max_sentences=4
+        ),
         tokenizer=TokenizerConfig(vocab_size=60, hard_vocab_limit=False),
         model=tiny_model_config(hidden_size=32, embed_size=24),
-        train=LoopConfig(seed=1, lr=0.01, max_steps=120, valid_every=60, threads=1,
-                         precision="fp32", cache_dir=str(run / "cache")),
+        train=LoopConfig(
+            seed=1,
+            lr=0.01,
+            max_steps=120,
+            valid_every=60,
+            threads=1,
+            precision="fp32",
+            cache_dir=str(run / "cache"),
+        ),
         search=BeamConfig(beam_size=1, batch_size=8),
     )
     run_train(cfg, run)

@@ -109,4 +109,6 @@ def build_attention(
         return GeneralAttention(query_size=query_size, memory_size=memory_size)
     if kind == "none":
         return None
-    raise ValueError(f"unknown attention '{kind}'; choose one of {', '.join(ATTENTIONS)}")
+    raise ValueError(
+        f"unknown attention '{kind}'; choose one of {', '.join(ATTENTIONS)}"
+    )

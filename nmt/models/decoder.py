@@ -60,12 +60,19 @@ class RNNDecoder(nn.Module):
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
         self.attention = build_attention(
-            attention, query_size=hidden_size, memory_size=memory_size, attn_size=attn_size
+            attention,
+            query_size=hidden_size,
+            memory_size=memory_size,
+            attn_size=attn_size,
         )
         self.before = attention == "bahdanau"
         self.feeds = input_feeding and not self.before
         context = memory_size if self.attention is not None else 0
-        rnn_in = embed + (context if self.before else 0) + (readout_size if self.feeds else 0)
+        rnn_in = (
+            embed
+            + (context if self.before else 0)
+            + (readout_size if self.feeds else 0)
+        )
         self.rnn = make_rnn(
             cell,
             input_size=rnn_in,
@@ -75,7 +82,9 @@ class RNNDecoder(nn.Module):
             nonlinearity=nonlinearity,
         )
         self.is_lstm = cell == "lstm"
-        self.readout = nn.Linear(hidden_size + context + (embed if self.before else 0), readout_size)
+        self.readout = nn.Linear(
+            hidden_size + context + (embed if self.before else 0), readout_size
+        )
         self.readout_size = readout_size
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
@@ -96,10 +105,16 @@ class RNNDecoder(nn.Module):
         return top[..., : self.rnn.hidden_size]
 
     def _read(self, h: Tensor, context: Tensor | None, emb: Tensor) -> Tensor:
-        parts = [h] + ([context] if context is not None else []) + ([emb] if self.before else [])
+        parts = (
+            [h]
+            + ([context] if context is not None else [])
+            + ([emb] if self.before else [])
+        )
         return torch.tanh(self.readout(torch.cat(parts, dim=-1)))
 
-    def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor | None, Tensor]:
+    def _attend(
+        self, query: Tensor, state: DecoderState
+    ) -> tuple[Tensor | None, Tensor]:
         if self.attention is None:
             return None, state.attn
         context, weights = self.attention(query, state.keys, state.memory, state.mask)
@@ -121,7 +136,11 @@ class RNNDecoder(nn.Module):
             context, weights = self._attend(query, state)
             x = torch.cat([emb, context.to(emb.dtype)], dim=-1)
         else:
-            x = torch.cat([emb, state.feed[:, None].to(emb.dtype)], dim=-1) if self.feeds else emb
+            x = (
+                torch.cat([emb, state.feed[:, None].to(emb.dtype)], dim=-1)
+                if self.feeds
+                else emb
+            )
         out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # out (N, 1, H)
         if not self.before:
             context, weights = self._attend(out, state)

@@ -122,7 +122,8 @@ class RNNEncoder(nn.Module):
                 final = torch.cat([fh, bh, fc, bc], dim=-1)
         else:
             final = state[:, 0]  # (L, N, H')
-        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lengths.to(
-            src.device
-        )[:, None]  # (N, S)
+        mask = (
+            torch.arange(src.size(1), device=src.device)[None, :]
+            < src_lengths.to(src.device)[:, None]
+        )  # (N, S)
         return EncoderOutput(memory, mask, final.transpose(0, 1).contiguous())

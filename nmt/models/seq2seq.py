@@ -50,7 +50,9 @@ class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
-        readout = cfg.embed_size if cfg.tie_output else (cfg.readout_size or cfg.hidden_size)
+        readout = (
+            cfg.embed_size if cfg.tie_output else (cfg.readout_size or cfg.hidden_size)
+        )
         src_emb = nn.Embedding(src_vocab, cfg.embed_size, padding_idx=PAD_ID)
         if cfg.share_embeddings:
             if src_vocab != tgt_vocab:
@@ -82,7 +84,9 @@ class Seq2Seq(nn.Module):
             readout_size=readout,
         )
         lstm = 2 if cfg.cell == "lstm" else 1
-        self.bridge = nn.Linear(memory * lstm, cfg.hidden_size * lstm) if cfg.bridge else None
+        self.bridge = (
+            nn.Linear(memory * lstm, cfg.hidden_size * lstm) if cfg.bridge else None
+        )
         self.output = nn.Linear(readout, tgt_vocab)
         if cfg.tie_output:
             self.output.weight = tgt_emb.weight
@@ -97,8 +101,14 @@ class Seq2Seq(nn.Module):
         else:
             hidden = enc.memory.new_zeros(n, layers, self.cfg.hidden_size * lstm)
         attention = self.decoder.attention
-        keys = attention.project_keys(enc.memory) if attention is not None else enc.memory[:, :, :0]
-        feed = enc.memory.new_zeros(n, self.decoder.readout_size if self.decoder.feeds else 0)
+        keys = (
+            attention.project_keys(enc.memory)
+            if attention is not None
+            else enc.memory[:, :, :0]
+        )
+        feed = enc.memory.new_zeros(
+            n, self.decoder.readout_size if self.decoder.feeds else 0
+        )
         attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
         return DecoderState(hidden, feed, enc.memory, keys, enc.mask, attn)
 
@@ -106,7 +116,9 @@ class Seq2Seq(nn.Module):
         """Teacher-forced readout features (N, T, R) for tgt_in (N, T)."""
         return self.decoder(tgt_in, self.encode(src, src_lengths))
 
-    def loss(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
+    def loss(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor
+    ) -> Tensor:
         """Summed label-smoothed cross-entropy over non-pad target tokens (scalar)."""
         feats = self(src, src_lengths, tgt_in)  # (N, T, R)
         keep = tgt_out != PAD_ID  # (N, T)
@@ -123,7 +135,9 @@ class Seq2Seq(nn.Module):
         """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows."""
         src, src_lengths = inputs
         state = self.encode(src, src_lengths)
-        return DecoderState(*(t.repeat_interleave(width, dim=0) for t in state))  # (N*B, ...)
+        return DecoderState(
+            *(t.repeat_interleave(width, dim=0) for t in state)
+        )  # (N*B, ...)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""

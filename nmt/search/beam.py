@@ -73,7 +73,9 @@ class Hypothesis:
     tokens: tuple[int, ...]  # without BOS and EOS; includes forced prefix tokens
     log_prob: float  # sum of the log-probs of tokens (and of EOS if it ended with EOS)
     score: float  # log_prob / length_penalty(|Y|, alpha)
-    attention: Tensor | None = field(default=None, compare=False, repr=False)  # (T, S)
+    # (T, S) with T = len(tokens): row i is the step that produced tokens[i]; the
+    # EOS step is left out. None when the stepper has no attention.
+    attention: Tensor | None = field(default=None, compare=False, repr=False)
 
 
 @contextlib.contextmanager
@@ -94,9 +96,9 @@ def first_tensor(state: Any) -> Tensor | None:
     """The first tensor in a state of nested tuples (NamedTuples), lists and dicts."""
     if isinstance(state, Tensor):
         return state
-    items = state.values() if isinstance(state, dict) else state
     if not isinstance(state, (dict, list, tuple)):
         return None
+    items = state.values() if isinstance(state, dict) else state
     return next((t for t in map(first_tensor, items) if t is not None), None)
 
 
@@ -131,8 +133,8 @@ def beam_search(
             none), fed after BOS whatever their probability; their log-probs count.
 
     Returns:
-        Per sentence, up to cfg.nbest distinct hypotheses sorted best-first by score
-        (at least one unless the search found no finite hypothesis).
+        Per sentence, cfg.nbest distinct hypotheses (fewer only if fewer exist, never
+        none) sorted best-first by score.
     """
     cfg.validate()
     with inference(stepper):
@@ -175,9 +177,8 @@ class _Search:
             for length, forced in zip(self.src_lengths, prefix_lens, strict=True)
         ]
         lengths = torch.arange(max(self.max_lens, default=1) + 2)
-        self.penalty: list[float] = scoring.length_penalty(
-            lengths, cfg.len_penalty
-        ).tolist()
+        penalty = scoring.length_penalty(lengths, cfg.len_penalty)  # (max_len+2,)
+        self.penalty: list[float] = penalty.tolist()
         self.specials = special_tokens(stepper)
         self.finished: list[list[Hypothesis]] = [[] for _ in self.src_lengths]
 
@@ -212,10 +213,8 @@ class _Search:
             history = beams.tokens.reshape(log_probs.size(0), step)  # (A*B, t)
             log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
         if step < self.forced.size(1):
-            forced = self.forced[beams.sentences, step]  # (A,)
-            log_probs = scoring.force_tokens(
-                log_probs, forced.repeat_interleave(self.width)
-            )
+            forced = self.forced[beams.sentences, step].repeat_interleave(self.width)
+            log_probs = scoring.force_tokens(log_probs, forced)  # forced: (A*B,)
         return log_probs
 
     def _advance(
@@ -233,9 +232,10 @@ class _Search:
         finite, is_eos = values > NEG_INF, tokens == self.stepper.eos_id  # (A, 2B)
         history = _extend(beams.attention, attention)  # (A*B, t+1, S) or None
         in_top = torch.arange(k, device=values.device) < width  # (2B,) fairseq rule
-        found = (finite & is_eos & in_top).nonzero().tolist()  # [(a, j)] to finish
-        ends = [(a, int(origin[a, j]), float(values[a, j])) for a, j in found]
-        self._finalize_eos(beams, ends, history)
+        for i, j in (finite & is_eos & in_top).nonzero().tolist():
+            row = i * width + int(origin[i, j])
+            attn = None if history is None else history[row, :step]  # (t, S)
+            self._add(beams, row, float(values[i, j]), attn, ended=True)
         live = finite & ~is_eos  # (A, 2B)
         dead_last = torch.sort((~live).to(torch.uint8), dim=1, stable=True)
         pick = dead_last.indices[:, :width]  # (A, B) best B live candidates first
@@ -250,35 +250,28 @@ class _Search:
         done = self._close(beams, moved, stuck=~finite.any(dim=1), step=step)  # (A,)
         return moved.select(~done), rows.view(a, width)[~done].view(-1)
 
-    def _finalize_eos(self, beams: _Beams, ends: list, history: Tensor | None) -> None:
-        """Finish (sentence a, beam b, log-prob) EOS candidates; |Y| counts the EOS."""
-        step = beams.tokens.size(2)
-        for a, b, log_prob in ends:
-            attention = None if history is None else history[a * self.width + b, :step]
-            n, tokens = int(beams.sentences[a]), beams.tokens[a, b].tolist()
-            self._add(n, tokens, log_prob, step + 1, attention)
-
     def _finalize_live(self, beams: _Beams, a: int) -> None:
         """Finish the live (finite) beams of sentence a as they are, without EOS."""
-        steps = beams.tokens.size(2)
         for b, log_prob in enumerate(beams.scores[a].tolist()):
+            row = a * self.width + b
+            attn = None if beams.attention is None else beams.attention[row]  # (t, S)
             if log_prob > NEG_INF:
-                row = a * self.width + b
-                attention = None if beams.attention is None else beams.attention[row]
-                tokens = beams.tokens[a, b].tolist()
-                self._add(int(beams.sentences[a]), tokens, log_prob, steps, attention)
+                self._add(beams, row, log_prob, attn, ended=False)
 
     def _close(self, old: _Beams, new: _Beams, stuck: Tensor, step: int) -> Tensor:
         """Finalise and flag (A,) the sentences that are done after this step."""
         done = []
         best = new.scores.max(dim=1).values.tolist()  # (A,)
+        stuck_rows = stuck.tolist()
         for a, n in enumerate(new.sentences.tolist()):
             at_max = step + 1 >= self.max_lens[n]
-            if stuck[a]:  # every candidate -inf: keep what was live before this step
+            if stuck_rows[
+                a
+            ]:  # every candidate -inf: keep what was live before this step
                 self._finalize_live(old, a)
             elif at_max:
                 self._finalize_live(new, a)
-            done.append(bool(stuck[a]) or at_max or self._settled(n, best[a], step))
+            done.append(stuck_rows[a] or at_max or self._settled(n, best[a], step))
         return torch.tensor(done, dtype=torch.bool, device=stuck.device)
 
     def _settled(self, n: int, best: float, step: int) -> bool:
@@ -294,16 +287,20 @@ class _Search:
         return best / largest <= hyps[-1].score
 
     def _add(
-        self, n: int, tokens: list[int], log_prob: float, length: int, attn
+        self, beams: _Beams, row: int, log_prob: float, attn: Tensor | None, ended: bool
     ) -> None:
-        """Insert a finished hypothesis of sentence n; keep the best B, best-first."""
+        """Finish beam `row` (a*B + b) with total `log_prob`; keep the best B, sorted.
+
+        |Y| in the length penalty counts the EOS when the hypothesis `ended` with it.
+        """
+        a, b = divmod(row, self.width)
+        n, tokens = int(beams.sentences[a]), tuple(beams.tokens[a, b].tolist())
         src = self.src_lengths[n]
-        attention = (
-            None if attn is None else (attn[:, :src] if src > 0 else attn).clone()
-        )
-        score = log_prob / self.penalty[length]
+        if attn is not None:
+            attn = (attn[:, :src] if src > 0 else attn).clone()
+        score = log_prob / self.penalty[len(tokens) + ended]
         hyps = self.finished[n]
-        hyps.append(Hypothesis(tuple(tokens), log_prob, score, attention))
+        hyps.append(Hypothesis(tokens, log_prob, score, attn))
         hyps.sort(key=lambda h: -h.score)  # stable: earlier hypotheses win ties
         del hyps[self.width :]
 

@@ -13,12 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmt.search.beam import (
-    Stepper,
-    first_tensor,
-    inference,
-    special_tokens,
-)
+from nmt.search.beam import Stepper, first_tensor, inference, special_tokens
 from nmt.search.scoring import (
     NEG_INF,
     forbid_tokens,
@@ -34,9 +29,7 @@ class SampleConfig:
 
     temperature: float = 1.0  # divides log-probs before sampling; 0 = argmax
     top_k: int = 0  # sample among the k most likely tokens only; 0 = off
-    top_p: float = (
-        1.0  # nucleus: smallest set of best tokens with mass >= top_p; 1 = off
-    )
+    top_p: float = 1.0  # nucleus: fewest best tokens with mass >= top_p; 1 = off
     max_len: int = 500  # most tokens generated per row after its prefix (EOS excluded)
     num_samples: int = 1  # rows per input: rows = N * num_samples
     seed: int = 0  # seeds a fresh torch.Generator when none is passed
@@ -64,7 +57,8 @@ def sample(
     """Draw one token sequence per row, all rows advancing in one `step` call.
 
     Each row feeds BOS, then its forced prefix, then samples until EOS or until it
-    has generated cfg.max_len tokens. PAD and BOS are never sampled.
+    has generated cfg.max_len tokens. PAD and BOS are never sampled. Temperature 0
+    (argmax) gives the same tokens as `beam_search` with beam_size 1, len_penalty 0.
 
     Args:
         stepper: the model, seen only through the `Stepper` protocol; its state must

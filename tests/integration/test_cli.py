@@ -12,19 +12,45 @@ from tests.conftest import PAIRS, REPO
 
 
 def run(args, *, input_bytes=b"", timeout=120):
-    return subprocess.run([sys.executable, *args], input=input_bytes, capture_output=True,
-                          timeout=timeout, cwd=REPO, env={**__import__("os").environ,
-                                                          "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, *args],
+        input=input_bytes,
+        capture_output=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_translate_keeps_line_count_and_order_on_adversarial_input(tiny_checkpoint):
     lines = [
-        PAIRS[0][0].encode(), b"", PAIRS[1][0].encode(), b"\xff\xfe broken utf8",
-        ("sehr " * 400).encode(), "😀 漢字 ﬁ".encode(), b"   ", b"\t", PAIRS[2][0].encode() + b"\r",
-        "line\u2028sep".encode(), PAIRS[0][0].encode(),
+        PAIRS[0][0].encode(),
+        b"",
+        PAIRS[1][0].encode(),
+        b"\xff\xfe broken utf8",
+        ("sehr " * 400).encode(),
+        "😀 漢字 ﬁ".encode(),
+        b"   ",
+        b"\t",
+        PAIRS[2][0].encode() + b"\r",
+        "line\u2028sep".encode(),
+        PAIRS[0][0].encode(),
     ]
-    proc = run(["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--beam", "2",
-                "--batch-size", "3", "--threads", "1"], input_bytes=b"\n".join(lines) + b"\n")
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--beam",
+            "2",
+            "--batch-size",
+            "3",
+            "--threads",
+            "1",
+        ],
+        input_bytes=b"\n".join(lines) + b"\n",
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode().split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
@@ -37,14 +63,35 @@ def test_translate_keeps_line_count_and_order_on_adversarial_input(tiny_checkpoi
 def test_translate_nbest_and_scores(tiny_checkpoint, tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("".join(de + "\n" for de, _ in PAIRS[:3]))
-    proc = run(["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--input", str(src),
-                "--beam", "3", "--nbest", "2"])
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--input",
+            str(src),
+            "--beam",
+            "3",
+            "--nbest",
+            "2",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     rows = [r.split(" ||| ") for r in proc.stdout.decode().splitlines()]
     assert [int(r[0]) for r in rows] == [0, 0, 1, 1, 2, 2]
     assert all(float(rows[i][2]) >= float(rows[i + 1][2]) for i in (0, 2, 4))
-    proc = run(["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--input", str(src),
-                "--scores"])
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--input",
+            str(src),
+            "--scores",
+        ]
+    )
     assert all("\t" in r for r in proc.stdout.decode().splitlines())
 
 
@@ -62,15 +109,35 @@ def test_translate_bad_checkpoint_is_one_line_error(bad, tmp_path):
 
 
 def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
-    proc = run(["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--beam", "2",
-                "--nbest", "3"], input_bytes=b"hallo\n")
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--beam",
+            "2",
+            "--nbest",
+            "3",
+        ],
+        input_bytes=b"hallo\n",
+    )
     assert proc.returncode == 2 and "--nbest" in proc.stderr.decode()
 
 
 def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tmp_path):
-    proc = run(["-m", "nmt.evaluate", f"ckpt={tiny_checkpoint}", "split=test",
-                f"data.root={tiny_corpus}", "search.beam_size=2", "threads=1",
-                f"hydra.run.dir={tmp_path}"])
+    proc = run(
+        [
+            "-m",
+            "nmt.evaluate",
+            f"ckpt={tiny_checkpoint}",
+            "split=test",
+            f"data.root={tiny_corpus}",
+            "search.beam_size=2",
+            "threads=1",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
     assert "BLEU = " in out and "nrefs:1|case:mixed" in out and "sentences/s" in out
@@ -80,11 +147,23 @@ def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tm
 
 
 def test_train_cli_writes_run_dir(tiny_corpus, tmp_path):
-    proc = run(["-m", "nmt.train", f"data.root={tiny_corpus}", "data.test_split=test",
-                "tokenizer.vocab_size=60", "tokenizer.hard_vocab_limit=false",
-                "model.hidden_size=16", "model.embed_size=8", "train.max_steps=6",
-                "train.valid_every=3", "train.threads=1", f"train.cache_dir={tmp_path}/c",
-                f"hydra.run.dir={tmp_path}/run"])
+    proc = run(
+        [
+            "-m",
+            "nmt.train",
+            f"data.root={tiny_corpus}",
+            "data.test_split=test",
+            "tokenizer.vocab_size=60",
+            "tokenizer.hard_vocab_limit=false",
+            "model.hidden_size=16",
+            "model.embed_size=8",
+            "train.max_steps=6",
+            "train.valid_every=3",
+            "train.threads=1",
+            f"train.cache_dir={tmp_path}/c",
+            f"hydra.run.dir={tmp_path}/run",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

@@ -15,7 +15,9 @@ CONF = REPO / "conf"
 register_configs()
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+)
 def test_experiments_compose(experiment):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={experiment}"])
@@ -28,7 +30,12 @@ def test_default_is_multi30k_de_en_shape():
         cfg = OmegaConf.to_object(compose("config"))
     m = cfg.model
     assert (m.cell, m.attention, m.hidden_size, m.embed_size, m.bidirectional) == (
-        "gru", "bahdanau", 512, 256, True)
+        "gru",
+        "bahdanau",
+        512,
+        256,
+        True,
+    )
     assert cfg.tokenizer.vocab_size == 8000 and cfg.tokenizer.joint
 
 

@@ -20,12 +20,25 @@ from tests.conftest import PAIRS, tiny_model_config
 
 
 def tiny_config(corpus: Path, cache: Path, **loop) -> TrainConfig:
-    values = dict(seed=3, lr=0.01, max_steps=40, valid_every=20, threads=1,
-                  precision="fp32", cache_dir=str(cache), log_every=10)
+    values = dict(
+        seed=3,
+        lr=0.01,
+        max_steps=40,
+        valid_every=20,
+        threads=1,
+        precision="fp32",
+        cache_dir=str(cache),
+        log_every=10,
+    )
     values.update(loop)
     return TrainConfig(
-        data=DataConfig(root=str(corpus), val_split="val", test_split="test",
-                        batch_tokens=40, max_sentences=4),
+        data=DataConfig(
+            root=str(corpus),
+            val_split="val",
+            test_split="test",
+            batch_tokens=40,
+            max_sentences=4,
+        ),
         tokenizer=TokenizerConfig(vocab_size=60, hard_vocab_limit=False),
         model=tiny_model_config(hidden_size=32, embed_size=24, dropout=0.1),
         train=LoopConfig(**values),
@@ -36,12 +49,26 @@ def tiny_config(corpus: Path, cache: Path, **loop) -> TrainConfig:
 def test_tiny_model_overfits_and_reproduces_targets(tiny_corpus, tmp_path):
     cfg = tiny_config(tiny_corpus, tmp_path / "cache", max_steps=200, valid_every=50)
     summary = run_train(cfg, tmp_path / "run")
-    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert {"step", "epoch", "val_loss", "val_ppl", "val_bleu", "val_chrf", "tokens_per_s"} <= set(records[0])
+    records = [
+        json.loads(x)
+        for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert {
+        "step",
+        "epoch",
+        "val_loss",
+        "val_ppl",
+        "val_bleu",
+        "val_chrf",
+        "tokens_per_s",
+    } <= set(records[0])
     assert records[-1]["val_loss"] < 0.3 * records[0]["val_loss"]
     assert summary["steps"] == 200
-    translator, _ = load_translator(tmp_path / "run" / "checkpoints" / "best.pt",
-                                    device=torch.device("cpu"), precision="fp32")
+    translator, _ = load_translator(
+        tmp_path / "run" / "checkpoints" / "best.pt",
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
     sources = [de for de, _ in PAIRS]
     outputs = translator.translate_best(sources, BeamConfig(beam_size=1, batch_size=5))
     exact = sum(out == en for out, (_, en) in zip(outputs, PAIRS))
@@ -55,7 +82,9 @@ class Killed(Exception):
 
 def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    straight = tiny_config(tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5)
+    straight = tiny_config(
+        tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5
+    )
     run_train(straight, tmp_path / "a")
 
     real_step = Trainer.train_step
@@ -69,9 +98,13 @@ def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypat
     with pytest.raises(Killed):
         run_train(straight, tmp_path / "b")
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]["step"] == 10
-    resumed = tiny_config(tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5,
-                          resume=True)
+    assert (
+        load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]["step"]
+        == 10
+    )
+    resumed = tiny_config(
+        tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5, resume=True
+    )
     run_train(resumed, tmp_path / "b")
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
@@ -85,7 +118,10 @@ def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypat
 def test_same_seed_same_result(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
     for name in ("x", "y"):
-        run_train(tiny_config(tiny_corpus, cache, max_steps=15, valid_every=0), tmp_path / name)
+        run_train(
+            tiny_config(tiny_corpus, cache, max_steps=15, valid_every=0),
+            tmp_path / name,
+        )
     x = load_checkpoint(tmp_path / "x" / "checkpoints" / "last.pt")["model"]
     y = load_checkpoint(tmp_path / "y" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(x[k], y[k]) for k in x)
@@ -93,7 +129,9 @@ def test_same_seed_same_result(tiny_corpus, tmp_path):
 
 def test_resume_with_other_model_config_is_refused(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
-    run_train(tiny_config(tiny_corpus, cache, max_steps=5, valid_every=0), tmp_path / "r")
+    run_train(
+        tiny_config(tiny_corpus, cache, max_steps=5, valid_every=0), tmp_path / "r"
+    )
     cfg = tiny_config(tiny_corpus, cache, max_steps=10, valid_every=0, resume=True)
     cfg.model.hidden_size = 16
     with pytest.raises(ValueError, match="model config differs"):

@@ -18,6 +18,10 @@ from nmt.checkpoint import (
 )
 
 
+class _Custom:
+    pass
+
+
 def _trained_optimizer() -> tuple[torch.optim.Adam, torch.nn.Linear]:
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
@@ -34,13 +38,18 @@ def _payload() -> dict[str, Any]:
     plateau.step(1.0)
     return {
         "kind": "seq2seq",
-        "config": {"model": {"hidden": 8, "cell": "gru", "dropout": 0.1},
-                   "layers": [1, 2], "name": None, "tied": True, "lr": 1e-3},
+        "config": {
+            "model": {"hidden": 8, "cell": "gru", "dropout": 0.1},
+            "layers": [1, 2],
+            "name": None,
+            "tied": True,
+            "lr": 1e-3,
+        },
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "lambda_lr": lambda_lr.state_dict(),
         "plateau": plateau.state_dict(),
-        "tokenizers": {"src": b"\x00\x01spm\xff", "tgt": b""},
+        "tokenizers": {"src": b"\x00\x01spm\xff", "tgt": bytes(range(256)) * 9},
         "rng": rng_state(),
         "progress": {"step": 7, "best_bleu": float("-inf"), "lr": 3e-4},
     }
@@ -74,6 +83,11 @@ def test_round_trip_of_a_full_payload(tmp_path: Path) -> None:
     optimizer, _ = _trained_optimizer()
     optimizer.load_state_dict(loaded["optimizer"])
     assert optimizer.state_dict()["state"][0]["step"] == 1
+    lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    lambda_lr.load_state_dict(loaded["lambda_lr"])  # the lambda comes from code
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    plateau.load_state_dict(loaded["plateau"])
+    assert plateau.best == 1.0 and plateau.factor == 0.5
     assert "format" not in payload  # the caller's dict is not modified
 
 
@@ -88,8 +102,23 @@ def test_failing_save_keeps_the_old_file(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"step": 1, "weights": torch.ones(1000)})
     with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises
-        save_checkpoint(path, {"step": 2, "weights": torch.zeros(1000),
-                               "oops": lambda: None})
+        save_checkpoint(
+            path, {"step": 2, "weights": torch.zeros(1000), "oops": lambda: None}
+        )
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"), [(b"", r"bytes\(\)"), (_Custom(), "_Custom")]
+)
+def test_unloadable_payload_is_refused_at_save(
+    tmp_path: Path, value: object, refused: str
+) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1})
+    with pytest.raises(ValueError, match=refused):
+        save_checkpoint(path, {"step": 2, "bad": value})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
@@ -102,21 +131,27 @@ def test_directory(tmp_path: Path) -> None:
     assert "is a directory" in _error_message(tmp_path)
 
 
-@pytest.mark.parametrize("cut", ["half", "tail", "empty"])
-def test_truncated_file(tmp_path: Path, cut: str) -> None:
+@pytest.mark.parametrize("keep", [0.5, 0.99, 0.05])
+def test_truncated_file(tmp_path: Path, keep: float) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"weights": torch.ones(5000)})
     data = path.read_bytes()
-    path.write_bytes({"half": data[: len(data) // 2], "tail": data[:-40],
-                      "empty": b""}[cut])
+    path.write_bytes(data[: int(len(data) * keep)])
     message = _error_message(path)
     assert "last.pt' is not an nmt checkpoint (corrupt or truncated file" in message
 
 
-def test_corrupt_file(tmp_path: Path) -> None:
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "last.pt").write_bytes(b"")
+    assert "last.pt' is an empty file" in _error_message(tmp_path / "last.pt")
+
+
+@pytest.mark.parametrize("junk", [b"not a checkpoint\n" * 10, b"garbage" * 20])
+def test_corrupt_file(tmp_path: Path, junk: bytes) -> None:
     path = tmp_path / "x.pt"
-    path.write_bytes(b"this is not a checkpoint at all\n" * 10)
-    assert "is not an nmt checkpoint" in _error_message(path)
+    path.write_bytes(junk)
+    message = _error_message(path)
+    assert "x.pt' is not an nmt checkpoint (corrupt or truncated file" in message
 
 
 def test_plain_torch_save_is_not_an_nmt_checkpoint(tmp_path: Path) -> None:
@@ -127,15 +162,11 @@ def test_plain_torch_save_is_not_an_nmt_checkpoint(tmp_path: Path) -> None:
     assert "no format marker" in _error_message(path)
 
 
-class _Custom:
-    pass
-
-
 def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "nmt", "format_version": 1, "obj": _Custom()}, path)
     message = _error_message(path)
-    assert "safe loading refuses" in message and "_Custom" in message
+    assert "(safe loading refused " in message and "_Custom" in message
 
 
 def test_newer_format_version(tmp_path: Path) -> None:

@@ -36,8 +36,14 @@ def batch():
 )
 def test_every_combination_forward_backward(cell, attention, merge):
     hidden = 12 if merge != "concat" else 12
-    overrides = dict(cell=cell, attention=attention, merge_mode=merge, hidden_size=hidden,
-                     num_layers=2, dropout=0.1)
+    overrides = dict(
+        cell=cell,
+        attention=attention,
+        merge_mode=merge,
+        hidden_size=hidden,
+        num_layers=2,
+        dropout=0.1,
+    )
     if attention == "luong_dot" and merge == "concat":
         with pytest.raises(ValueError, match="luong_dot"):
             make(**overrides)
@@ -60,8 +66,12 @@ def test_padded_sentence_encodes_like_alone(cell, merge):
     for i in range(3):
         n = int(lengths[i])
         alone = model.encoder(src[i : i + 1, :n], lengths[i : i + 1])
-        torch.testing.assert_close(together.memory[i, :n], alone.memory[0], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(together.final[i], alone.final[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            together.memory[i, :n], alone.memory[0], atol=1e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            together.final[i], alone.final[0], atol=1e-5, rtol=1e-4
+        )
         assert together.memory[i, n:].abs().sum() == 0
 
 
@@ -78,13 +88,17 @@ def test_decoder_outputs_padding_invariant(attention, feeding):
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["bahdanau", "luong_dot", "luong_general", "luong_concat"])
+@pytest.mark.parametrize(
+    "kind", ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
+)
 def test_attention_weights_sum_to_one_over_unmasked(kind):
     torch.manual_seed(0)
     attn = build_attention(kind, query_size=8, memory_size=8, attn_size=6)
     memory = torch.randn(2, 5, 8)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    context, weights = attn(torch.randn(2, 3, 8), attn.project_keys(memory), memory, mask)
+    context, weights = attn(
+        torch.randn(2, 3, 8), attn.project_keys(memory), memory, mask
+    )
     assert context.shape == (2, 3, 8) and weights.shape == (2, 3, 5)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3))
     assert weights[0, :, 3:].abs().max() == 0

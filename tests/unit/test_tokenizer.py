@@ -182,7 +182,9 @@ def test_cache_key_covers_text_options_and_file_order(
 ) -> None:
     cache = tmp_path / "cache"
     train_sentencepiece(list(corpus), TINY, cache)
-    train_sentencepiece(list(corpus), dataclasses.replace(TINY, model_type="bpe"), cache)
+    train_sentencepiece(
+        list(corpus), dataclasses.replace(TINY, model_type="bpe"), cache
+    )
     train_sentencepiece(list(reversed(corpus)), TINY, cache)
     _write(corpus[0], [de for de, _ in PAIRS[:-1]])
     train_sentencepiece(list(corpus), TINY, cache)
@@ -205,7 +207,7 @@ def test_bad_model_type_is_one_line_value_error(
         ({"vocab_size": 10}, "smaller than required_chars"),
         ({"vocab_size": 5000, "hard_vocab_limit": True}, "Vocabulary size too high"),
         ({"vocab_size": 100, "byte_fallback": True}, "byte_fallback"),
-        ({"vocab_size": 3}, "vocab_size must be > 4"),
+        ({"vocab_size": 3}, "vocab_size=3 must be > 4"),
         ({"max_sentences": 50}, "max_sentences"),
         ({"character_coverage": 0.0}, "character_coverage"),
     ],
