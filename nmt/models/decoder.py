@@ -26,7 +26,8 @@ class DecoderState(NamedTuple):
 
     hidden (N, L, H) — for LSTM (N, L, 2H) hidden ++ cell; feed (N, R) previous
     readout (input feeding) or (N, 0); memory (N, S, M); keys (N, S, K);
-    mask (N, S) bool; attn (N, S) last attention weights (N, 0 without attention).
+    mask (N, S) bool; attn (N, S) last attention weights (N, 0 without attention);
+    sentence (N,) long: which source sentence each row decodes.
     """
 
     hidden: Tensor
@@ -35,6 +36,7 @@ class DecoderState(NamedTuple):
     keys: Tensor
     mask: Tensor
     attn: Tensor
+    sentence: Tensor
 
 
 class RNNDecoder(nn.Module):

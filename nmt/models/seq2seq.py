@@ -110,7 +110,8 @@ class Seq2Seq(nn.Module):
             n, self.decoder.readout_size if self.decoder.feeds else 0
         )
         attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
-        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, attn)
+        sentence = torch.arange(n, device=src.device)
+        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, attn, sentence)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced readout features (N, T, R) for tgt_in (N, T)."""
@@ -145,7 +146,20 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(self.output(feats).float(), dim=-1), state
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
-        """Keep/duplicate rows `index` (rows',) of every state tensor."""
+        """Keep/duplicate rows `index` (rows',) of the state.
+
+        Rows of one sentence share memory, keys and mask, so those are only
+        gathered when rows move between sentences (a finished sentence left).
+        """
+        sentence = state.sentence.index_select(0, index)  # (rows',)
+        if sentence.shape == state.sentence.shape and torch.equal(
+            sentence, state.sentence
+        ):
+            return state._replace(
+                hidden=state.hidden.index_select(0, index),
+                feed=state.feed.index_select(0, index),
+                attn=state.attn.index_select(0, index),
+            )
         return DecoderState(*(t.index_select(0, index) for t in state))
 
     def attention(self, state: DecoderState) -> Tensor | None:

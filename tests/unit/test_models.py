@@ -140,3 +140,57 @@ def test_default_shape_matches_joeynmt_size():
 
     params = Seq2Seq(ModelConfig(), src_vocab=8000, tgt_vocab=8000).num_parameters()
     assert 14_000_000 < params < 17_000_000
+
+
+def test_reorder_within_sentences_keeps_shared_memory():
+    model = make()
+    src, lengths, _ = batch()
+    state = model.init_state((src, lengths), 2)
+    swapped = model.reorder(state, torch.tensor([1, 0, 2, 2, 5, 4]))
+    assert swapped.memory is state.memory  # not copied: rows stay in their sentence
+    torch.testing.assert_close(swapped.hidden, state.hidden[[1, 0, 2, 2, 5, 4]])
+    dropped = model.reorder(state, torch.tensor([4, 5]))
+    torch.testing.assert_close(dropped.memory, state.memory[[4, 5]])
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_search_on_seq2seq_alone_equals_in_batch(beam_size):
+    from nmt.search import BeamConfig, beam_search
+
+    model = make(attention="bahdanau")
+    src, lengths, _ = batch()
+    cfg = BeamConfig(beam_size=beam_size, nbest=beam_size, max_len_a=1.0, max_len_b=4)
+    together = beam_search(model, (src, lengths), lengths, cfg)
+    for i in range(3):
+        n = int(lengths[i])
+        alone = beam_search(
+            model, (src[i : i + 1, :n], lengths[i : i + 1]), lengths[i : i + 1], cfg
+        )[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        for a, b in zip(alone, together[i]):
+            assert abs(a.score - b.score) < 1e-4
+            assert a.attention.shape == (len(a.tokens), n)
+
+
+def test_width_one_is_argmax_on_seq2seq():
+    from nmt.search import BeamConfig, beam_search
+
+    model = make()
+    src, lengths, _ = batch()
+    cfg = BeamConfig(beam_size=1, len_penalty=0.0, max_len_a=0.0, max_len_b=6)
+    hyps = beam_search(model, (src, lengths), lengths, cfg)
+    with torch.no_grad():
+        state = model.init_state((src, lengths), 1)
+        tokens = torch.full((3,), model.bos_id)
+        expected = [[] for _ in range(3)]
+        done = [False] * 3
+        for _ in range(6):
+            log_probs, state = model.step(tokens, state)
+            log_probs[:, [model.pad_id, model.bos_id]] = float("-inf")
+            tokens = log_probs.argmax(-1)
+            for i, t in enumerate(tokens.tolist()):
+                if not done[i]:
+                    done[i] = t == model.eos_id
+                    if not done[i]:
+                        expected[i].append(t)
+    assert [list(h[0].tokens) for h in hyps] == expected

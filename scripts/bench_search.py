@@ -1,0 +1,65 @@
+"""Decoding speed and quality against beam width B and batch size, in one process.
+
+    python scripts/bench_search.py --ckpt runs/x/checkpoints/best.pt \
+        --data ../shared/data/multi30k [--split test_2016_flickr] [--threads 2]
+
+Translates the split with each (B, batch) setting, prints sentences/s, BLEU and
+chrF per row, then the two ratios the search is held to: beam 5 vs greedy at
+batch 64 (>= 0.5) and beam 5 at batch 64 vs batch 1 (>= 10). Run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from nmt.data import load_parallel
+from nmt.loading import load_translator
+from nmt.metrics import corpus_scores
+from nmt.runtime import pick_device, set_threads
+from nmt.search import BeamConfig
+
+SETTINGS = [(1, 64), (2, 64), (5, 64), (10, 64), (20, 64), (1, 1), (5, 1)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", required=True, help="directory with {split}.{lang} files")
+    p.add_argument("--split", default="test_2016_flickr")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--len-penalty", type=float, default=1.0)
+    args = p.parse_args()
+    threads = set_threads(args.threads)
+    translator, cfg = load_translator(args.ckpt, device=pick_device("auto"),
+                                      precision=args.precision)
+    src, ref = load_parallel(args.data, args.split, (cfg.data.src_lang, cfg.data.tgt_lang))
+    translator.translate_best(src[:64], BeamConfig(beam_size=5))  # warm-up
+    rows = {}
+    for beam, batch in SETTINGS:
+        search = BeamConfig(beam_size=beam, batch_size=batch,
+                            len_penalty=args.len_penalty if beam > 1 else 0.0)
+        began = time.perf_counter()
+        hyps = translator.translate_best(src, search)
+        speed = len(src) / (time.perf_counter() - began)
+        scores = corpus_scores(hyps, ref)
+        rows[beam, batch] = (speed, scores)
+        print(f"B={beam:<2} batch={batch:<3} {speed:7.1f} sent/s  BLEU {scores.bleu:5.2f}  "
+              f"chrF {scores.chrf:5.2f}", flush=True)
+    print(f"\n{args.split}: {len(src)} sentences, torch {torch.__version__}, {threads} "
+          f"threads, {translator.precision}, len_penalty {args.len_penalty} (B>1)\n")
+    print("| B | batch | sentences/s | BLEU | chrF |")
+    print("| --- | --- | --- | --- | --- |")
+    for (beam, batch), (speed, s) in rows.items():
+        print(f"| {beam} | {batch} | {speed:.1f} | {s.bleu:.2f} | {s.chrf:.2f} |")
+    greedy, beam5, beam5_single = rows[1, 64][0], rows[5, 64][0], rows[5, 1][0]
+    print(f"\nbeam 5 / greedy at batch 64: {beam5 / greedy:.2f} (target >= 0.5)")
+    print(f"beam 5 batch 64 / batch 1:   {beam5 / beam5_single:.1f}x (target >= 10)")
+    print(f"BLEU signature: {rows[5, 64][1].bleu_signature}")
+
+
+if __name__ == "__main__":
+    main()
