@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from nmt.data import DataConfig
+from nmt.loop_config import LoopConfig
 from nmt.models.seq2seq import ModelConfig
 from nmt.search import BeamConfig
 from nmt.tokenizer import TokenizerConfig
-from nmt.trainer import LoopConfig
 
 
 @dataclass
 class TrainConfig:
     """Everything `python -m nmt.train` needs; saved resolved in each checkpoint."""
 
+    # translation (Seq2Seq on parallel text) | lm (character RNN LM on data.path)
+    task: str = "translation"
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -39,6 +39,15 @@ class DataConfig:
     max_sentences: int = 256
     # batches are formed inside pools of this many batches' worth of sorted pairs
     pool_batches: int = 100
+    # -- LM only (task=lm): the fields above are for translation ------------------
+    # UTF-8 text file the character LM trains on (see lm_data.py)
+    path: str = ""
+    # the last this share of the text is validation, the rest trains
+    val_fraction: float = 0.1
+    # truncated BPTT window: characters per stream in one batch
+    bptt: int = 128
+    # parallel streams (rows) per batch; row i of batch k+1 continues row i of batch k
+    batch_size: int = 64
 
 
 class DataError(Exception):

@@ -1,35 +1,30 @@
 """`python -m nmt.evaluate ckpt=PATH split=test [data.root=DIR] [search.beam_size=B]` (Hydra).
 
-Translates a split, prints sacreBLEU BLEU/chrF with signatures and sentences/s,
-writes `result.json` (and the translations) in the run dir. Multirun-able.
+Translates a split, prints sacreBLEU BLEU/chrF with signatures, sentences/s and the
+peak memory of decoding, writes `result.json` (and the translations) in the run dir.
+Multirun-able: `python -m nmt.evaluate -m ckpt=PATH +sweep=beam` compares beam widths.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nmt.config import EvaluateConfig, config_path, register_configs
 from nmt.data import load_parallel
-from nmt.errors import user_errors
+from nmt.jobs import objective, run_job
 from nmt.loading import load_translator
+from nmt.memory import PeakMemory
 from nmt.metrics import corpus_scores
 from nmt.runtime import pick_device, set_threads
 
 log = logging.getLogger("nmt.evaluate")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB, Linux ru_maxrss is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
@@ -43,9 +38,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     root = cfg.data.root or data.root
     split = {"test": data.test_split, "val": data.val_split}.get(cfg.split, cfg.split)
     src, ref = load_parallel(root, split, (data.src_lang, data.tgt_lang))
-    began = time.perf_counter()
-    hyps = translator.translate_best(src, cfg.search)
-    seconds = time.perf_counter() - began
+    with PeakMemory(device) as memory:  # this job's decoding only, not the process
+        began = time.perf_counter()
+        hyps = translator.translate_best(src, cfg.search)
+        seconds = time.perf_counter() - began
     scores = corpus_scores(hyps, ref)
     out = Path(cfg.output) if cfg.output else run_dir / f"hyp.{split}.{data.tgt_lang}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +59,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         "chrf_signature": scores.chrf_signature,
         "sentences_per_s": round(len(src) / seconds, 2),
         "seconds": round(seconds, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_mem_mb": memory.peak_mb,
+        "peak_mem_note": memory.note,
         "threads": threads,
         "device": str(device),
         "precision": translator.precision,
@@ -77,6 +74,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         f"{len(src)} sentences in {seconds:.1f} s = {len(src) / seconds:.1f} sentences/s "
         f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads)"
     )
+    print(f"peak memory {memory.peak_mb} MiB ({memory.note})")
     sys.stdout.flush()
     return result
 
@@ -86,10 +84,9 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="evaluate")
 def main(dcfg: DictConfig) -> float:
-    cfg: EvaluateConfig = OmegaConf.to_object(dcfg)
-    with user_errors("nmt.evaluate"):
-        result = run_evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return result["bleu"]
+    # result.json gets the overrides; a failing multirun job becomes a "failed" row
+    result = run_job(run_evaluate, dcfg, prog="nmt.evaluate")
+    return objective(result, "bleu")
 
 
 if __name__ == "__main__":

@@ -8,19 +8,24 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nmt.config import TrainConfig, config_path, register_configs
-from nmt.errors import user_errors
+from nmt.jobs import objective, run_job
+from nmt.lm_trainer import LMTrainer
 from nmt.trainer import Trainer
 
 log = logging.getLogger("nmt.train")
 
 
 def run_train(cfg: TrainConfig, run_dir: Path) -> dict:
-    """Train and write `<run_dir>/result.json`; returns the summary."""
-    summary = Trainer(cfg, run_dir).run()
+    """Train (cfg.task: translation | lm) and write `<run_dir>/result.json`."""
+    if cfg.task == "translation":
+        summary = Trainer(cfg, run_dir).run()
+    elif cfg.task == "lm":
+        summary = LMTrainer(cfg, run_dir).run()
+    else:
+        raise ValueError(f"unknown task '{cfg.task}'; use translation or lm")
     (Path(run_dir) / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -30,11 +35,10 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="config")
 def main(dcfg: DictConfig) -> float:
-    cfg: TrainConfig = OmegaConf.to_object(dcfg)
-    with user_errors():
-        summary = run_train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    # result.json gets the overrides; a failing multirun job becomes a "failed" row
+    summary = run_job(run_train, dcfg, prog="nmt.train")
     print(json.dumps(summary), file=sys.stdout)
-    return summary["best_val_bleu"]
+    return objective(summary, "best_val_bleu")  # what the optuna sweeper maximises
 
 
 if __name__ == "__main__":

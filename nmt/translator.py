@@ -14,7 +14,7 @@ from nmt.data import pad
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runtime import autocast
 from nmt.search import BeamConfig, Hypothesis, beam_search
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import UNK_ID, SentencePieceTokenizer
 
 # sentences longer than this many subword tokens are cut (with a warning)
 MAX_SRC_TOKENS = 250
@@ -26,8 +26,8 @@ class Translator:
     def __init__(
         self,
         model: Seq2Seq,
-        src_tok: Tokenizer,
-        tgt_tok: Tokenizer,
+        src_tok: SentencePieceTokenizer,
+        tgt_tok: SentencePieceTokenizer,
         *,
         device: torch.device,
         precision: str = "fp32",
@@ -40,8 +40,14 @@ class Translator:
 
     def encode(self, line: str, index: int | None = None) -> list[int]:
         ids = self.src_tok.encode(line)
+        where = f"line {index + 1}" if index is not None else "input"
+        if UNK_ID in ids:
+            unknown = "".join(self.src_tok.unknown_chars(line))
+            print(
+                f"warning: {where} has characters unknown to the model: {unknown!r}",
+                file=sys.stderr,
+            )
         if len(ids) > self.max_src_tokens:
-            where = f"line {index + 1}" if index is not None else "input"
             print(
                 f"warning: {where} has {len(ids)} tokens; "
                 f"translating its first {self.max_src_tokens}",

@@ -12,7 +12,9 @@ STAMP="$VENV/.nmt-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   "$PY" -m pip install --quiet --upgrade pip >&2
   "$PY" -m pip install --quiet "torch==${NMT_TORCH_VERSION:-2.13.0}" >&2
-  "$PY" -m pip install --quiet -e "$ROOT[dev,plot]" >&2
+  # joblib + slurm: small launcher plugins whose configs the tests compose and run;
+  # not optuna (~200 MB): its tests skip unless '.[optuna]' is installed
+  "$PY" -m pip install --quiet -e "$ROOT[dev,plot,joblib,slurm]" >&2
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

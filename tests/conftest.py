@@ -112,3 +112,65 @@ def tiny_checkpoint(
     )
     run_train(cfg, run)
     return run / "checkpoints" / "best.pt"
+
+
+# a few hundred characters of verse for the char LM (kept in code: no downloads)
+TINY_TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+    "It is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n"
+    "Deny thy father and refuse thy name.\n\n"
+) * 3
+
+
+def tiny_lm_config(**overrides):
+    """ModelConfig of a tiny char LM (hidden 8)."""
+    values = dict(cell="lstm", embed_size=8, hidden_size=8, num_layers=2, dropout=0.0)
+    values.update(overrides)
+    return tiny_model_config(**values)
+
+
+@pytest.fixture
+def tiny_lm():
+    """Seeded tiny 2-layer LSTM CharLM over a 40-token vocabulary (CPU, eval mode)."""
+    from nmt.models.lm import CharLM
+
+    torch.manual_seed(0)
+    return CharLM(tiny_lm_config(), vocab_size=40).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "verse.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+def tiny_lm_train_config(text: Path, **loop):
+    """TrainConfig (task=lm) for a tiny LSTM LM on `text` (4 streams x 16 chars)."""
+    from nmt.config import TrainConfig
+    from nmt.data import DataConfig
+    from nmt.loop_config import LoopConfig
+
+    values = dict(
+        seed=2, lr=0.01, max_steps=40, valid_every=20, threads=1, precision="fp32"
+    )
+    values.update(loop)
+    return TrainConfig(
+        task="lm",
+        data=DataConfig(path=str(text), bptt=16, batch_size=4),
+        model=tiny_lm_config(hidden_size=32, embed_size=16, dropout=0.1),
+        train=LoopConfig(**values),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_checkpoint(
+    tiny_text_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """best.pt of a tiny char LM trained for 60 steps on TINY_TEXT."""
+    from nmt.train import run_train
+
+    run = tmp_path_factory.mktemp("tiny_lm_run")
+    run_train(tiny_lm_train_config(tiny_text_file, max_steps=60), run)
+    return run / "checkpoints" / "best.pt"

@@ -58,6 +58,7 @@ def test_translate_keeps_line_count_and_order_on_adversarial_input(tiny_checkpoi
     assert out[0] == out[10]  # same input, same answer, wherever it sits
     assert "not valid UTF-8" in proc.stderr.decode()
     assert "tokens; translating its first" in proc.stderr.decode()
+    assert "unknown to the model" in proc.stderr.decode()
 
 
 def test_translate_nbest_and_scores(tiny_checkpoint, tmp_path):
@@ -143,6 +144,9 @@ def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tm
     assert "BLEU = " in out and "nrefs:1|case:mixed" in out and "sentences/s" in out
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["sentences"] == 4 and result["beam_size"] == 2
+    assert result["status"] == "ok" and result["job"] == 0  # nmt.jobs.run_job
+    assert "search.beam_size=2" in result["overrides"]
+    assert result["peak_mem_mb"] is not None and result["peak_mem_note"]
     assert len((tmp_path / "hyp.test.en").read_text().splitlines()) == 4
 
 

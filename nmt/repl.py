@@ -1,0 +1,132 @@
+"""`python -m nmt.repl --ckpt PATH` — translate or continue what you type.
+
+Works with either kind of checkpoint (translation or char LM). On a terminal:
+line editing and history (prompt_toolkit), Ctrl-C stops the current answer,
+Ctrl-D or :quit exits, :help lists the commands. Without a terminal (pipes):
+one answer line per input line and no prompt, so it can be scripted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from nmt.errors import user_errors
+
+DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nmt.repl", description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", required=True, help="translation or LM checkpoint")
+    p.add_argument(
+        "--history",
+        default=str(DEFAULT_HISTORY),
+        help="history file ('' = keep history in memory only)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    )
+    return p
+
+
+def _error_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"error: {type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def respond(session: Any, line: str) -> str:
+    """session.handle(line), with any exception turned into an `error: ...` line."""
+    try:
+        return session.handle(line)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # the REPL never dies on bad input
+        return _error_line(error)
+
+
+def run_pipe(session: Any, lines: Iterable[str], out: TextIO) -> None:
+    """Answer each line with exactly one line (the session must be `plain`)."""
+    for line in lines:
+        out.write(respond(session, line.rstrip("\n")) + "\n")
+        out.flush()
+        if session.done:
+            return
+
+
+def _history(path: str) -> Any:
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    if not path:
+        return InMemoryHistory()
+    file = Path(path).expanduser()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.touch()
+    except OSError as error:
+        print(f"warning: history kept in memory ({error})", file=sys.stderr)
+        return InMemoryHistory()
+    return FileHistory(str(file))
+
+
+def run_terminal(session: Any, prompt: str, history: str, **io: Any) -> None:
+    """The interactive loop; `io` (input=, output=) is for tests of prompt_toolkit."""
+    from prompt_toolkit import PromptSession
+
+    reader: PromptSession = PromptSession(history=_history(history), **io)
+    while not session.done:
+        try:
+            line = reader.prompt(prompt)
+        except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line
+            continue
+        except EOFError:  # Ctrl-D
+            break
+        try:
+            reply = respond(session, line)
+        except KeyboardInterrupt:
+            reply = "(stopped)"
+        if reply:
+            print(reply, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with user_errors("nmt.repl"):
+        from nmt.generator import TextGenerator
+        from nmt.loading import load_any
+        from nmt.runtime import pick_device, set_threads
+        from nmt.session import Session
+
+        set_threads(args.threads)
+        engine, cfg = load_any(
+            args.ckpt, device=pick_device(args.device), precision=args.precision
+        )
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    session = Session(engine, plain=not interactive)
+    if isinstance(engine, TextGenerator):
+        what, prompt = "character LM: type a prompt to continue", "lm> "
+    else:
+        src, tgt = cfg.data.src_lang, cfg.data.tgt_lang
+        what, prompt = f"translation {src}->{tgt}: type a sentence", f"{src}> "
+    print(f"nmt.repl: {what}; :help for commands", file=sys.stderr)
+    try:
+        if interactive:
+            print(session.settings.describe(), file=sys.stderr)
+            run_terminal(session, prompt, args.history)
+        else:
+            lines = io.TextIOWrapper(
+                sys.stdin.buffer, encoding="utf-8", errors="replace"
+            )
+            run_pipe(session, lines, sys.stdout)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""TextGenerator: prompt handling (empty, unknown characters), sampling and beam."""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.generator import START, TextGenerator
+from nmt.models.lm import CharLM
+from nmt.search import BeamConfig, SampleConfig
+from nmt.tokenizer import UNK_ID, CharTokenizer
+from tests.conftest import TINY_TEXT, tiny_lm_config
+
+
+def make() -> TextGenerator:
+    tokenizer = CharTokenizer.build(TINY_TEXT)
+    torch.manual_seed(0)
+    model = CharLM(tiny_lm_config(), vocab_size=tokenizer.vocab_size).eval()
+    return TextGenerator(model, tokenizer, device=torch.device("cpu"))
+
+
+def test_empty_prompt_starts_a_line_and_unknown_characters_warn(capsys):
+    generator = make()
+    assert generator.encode_prompt("") == generator.tokenizer.encode(START)
+    assert capsys.readouterr().err == ""
+    ids = generator.encode_prompt("R€M")
+    assert ids[1] == UNK_ID and ids[0] != UNK_ID
+    assert "['€']" in capsys.readouterr().err
+
+
+def test_sample_and_beam_give_continuations():
+    generator = make()
+    cfg = SampleConfig(max_len=25, num_samples=3, seed=1)
+    found = generator.sample("ROMEO:", cfg)
+    assert len(found) == 3 and all(len(c.text) <= 25 for c in found)
+    assert all(c.score is None for c in found)
+    again = generator.sample("ROMEO:", cfg)
+    assert [c.text for c in again] == [c.text for c in found]
+    best = generator.beam("ROMEO:", 12, BeamConfig(beam_size=4, nbest=2))
+    assert len(best) == 2 and best[0].score >= best[1].score
+    greedy = generator.beam("ROMEO:", 12, BeamConfig(beam_size=1, len_penalty=0.0))
+    argmax = generator.sample("ROMEO:", SampleConfig(temperature=0.0, max_len=12))
+    assert greedy[0].text == argmax[0].text

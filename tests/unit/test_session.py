@@ -1,0 +1,176 @@
+"""The REPL core without a terminal: commands, bad input, LM and translation answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.generator import TextGenerator
+from nmt.models.lm import CharLM
+from nmt.models.seq2seq import Seq2Seq
+from nmt.session import HELP, Session
+from nmt.tokenizer import CharTokenizer
+from nmt.translator import Translator
+from tests.conftest import PAIRS, TINY_TEXT, tiny_lm_config, tiny_model_config
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def generator() -> TextGenerator:
+    tokenizer = CharTokenizer.build(TINY_TEXT)
+    torch.manual_seed(0)
+    model = CharLM(tiny_lm_config(), vocab_size=tokenizer.vocab_size).eval()
+    return TextGenerator(model, tokenizer, device=CPU)
+
+
+@pytest.fixture
+def translator(tiny_spm) -> Translator:
+    torch.manual_seed(0)
+    vocab = tiny_spm.vocab_size
+    model = Seq2Seq(tiny_model_config(), src_vocab=vocab, tgt_vocab=vocab).eval()
+    return Translator(model, tiny_spm, tiny_spm, device=CPU)
+
+
+def settings(reply: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in reply.split("\n")[-1].split(" "))
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (":beam 3", {"mode": "beam", "beam": "3"}),
+        (":sample", {"mode": "sample"}),
+        (":temp 0.5", {"mode": "sample", "temp": "0.5"}),
+        (":topk 40", {"mode": "sample", "topk": "40"}),
+        (":topp 0.9", {"mode": "sample", "topp": "0.9"}),
+        (":len 50", {"len": "50"}),
+        (":nbest 2", {"nbest": "2"}),
+        (":seed 7", {"seed": "7"}),
+        (":seed random", {"seed": "random"}),
+        (":BEAM   4 ", {"beam": "4"}),
+    ],
+)
+def test_commands_change_settings_and_print_them(translator, command, expected):
+    reply = Session(translator).handle(command)
+    assert expected.items() <= settings(reply).items(), reply
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (":beam 0", ":beam needs a number between 1 and 100"),
+        (":beam five", ":beam needs a number"),
+        (":temp -1", ":temp needs a number >= 0"),
+        (":temp nan", ":temp needs a number >= 0"),
+        (":topp 0", ":topp needs a number between"),
+        (":topp 1.5", ":topp needs a number between"),
+        (":topk 2.5", ":topk needs a number"),
+        (":nbest 6", ":nbest needs a number between 1 and 5"),
+        (":len -3", ":len needs a number"),
+        (":seed x", ":seed needs a number"),
+        (":beam", ":beam needs a number"),
+    ],
+)
+def test_bad_arguments_are_rejected_and_change_nothing(translator, command, message):
+    session = Session(translator)
+    before = session.settings.describe()
+    reply = session.handle(command)
+    assert reply.startswith("error: ") and message in reply, reply
+    assert session.settings.describe() == before and not session.done
+
+
+def test_unknown_command_prints_help_and_quit_ends(translator):
+    session = Session(translator)
+    reply = session.handle(":frobnicate 3")
+    assert reply.startswith("unknown command ':frobnicate'") and HELP in reply
+    assert HELP in session.handle(":help") and "mode=beam" in session.handle(":help")
+    assert not session.done
+    session.handle(":quit")
+    assert session.done
+
+
+def test_beam_lowers_nbest_and_nbest_is_free_when_sampling(translator):
+    session = Session(translator)
+    assert settings(session.handle(":beam 2"))["nbest"] == "2"
+    session.handle(":sample")
+    assert settings(session.handle(":nbest 8"))["nbest"] == "8"
+
+
+def test_lm_continues_the_prompt_reproducibly_with_a_seed(generator):
+    session = Session(generator)
+    assert settings(session.handle(":len 40"))["mode"] == "sample"
+    session.handle(":seed 3")
+    first = session.handle("ROMEO:")
+    assert first.startswith("ROMEO:") and len(first) <= len("ROMEO:") + 40
+    assert session.handle("ROMEO:") == first
+    session.handle(":seed 4")
+    assert session.handle("ROMEO:") != first
+    assert len(session.handle("")) <= 40  # an empty prompt starts a new line
+
+
+def test_lm_beam_mode_lists_hypotheses_with_log_probs(generator):
+    session = Session(generator)
+    session.handle(":beam 3")
+    session.handle(":nbest 2")
+    session.handle(":len 10")
+    reply = session.handle("JULIET:")
+    assert reply.startswith("[1] log-prob ") and "\n[2] log-prob " in reply
+    assert reply.count("JULIET:") == 2
+
+
+def test_lm_refuses_translation_only_commands(generator):
+    session = Session(generator)
+    assert session.handle(":attn").startswith("error: :attn needs a translation")
+    assert session.handle(":prefix ROMEO").startswith("error: :prefix")
+
+
+def test_unknown_characters_warn_but_do_not_crash(generator, capsys):
+    session = Session(generator)
+    session.handle(":len 5")
+    reply = session.handle("Zürich ☃")
+    assert reply.startswith("Zürich ☃")
+    assert "unknown to the model" in capsys.readouterr().err
+
+
+def test_translation_shows_the_nbest_list_and_attention(translator):
+    session = Session(translator)
+    assert session.handle(":attn").startswith("no attention yet")
+    reply = session.handle(PAIRS[0][0])
+    lines = reply.split("\n")
+    assert [line[:4] for line in lines] == ["[1] ", "[2] ", "[3] "]
+    scores = [float(line.split()[1]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+    table = session.handle(":attn").split("\n")
+    source = translator.encode(PAIRS[0][0])
+    assert len(table[0].split()) == len(source)  # header: one column per piece
+    assert session.handle("   ") == ""
+
+
+def test_prefix_forces_the_start_of_every_hypothesis(translator, tiny_spm):
+    session = Session(translator)
+    assert session.handle(":prefix a man").endswith("prefix='a man'")
+    for line in session.handle(PAIRS[1][0]).split("\n"):
+        assert line.split(None, 2)[2].startswith("a man")
+    session.handle(":sample")
+    for line in session.handle(PAIRS[1][0]).split("\n"):
+        assert line.split(None, 1)[1].startswith("a man")
+    assert session.handle(":prefix").endswith("prefix=''")
+
+
+def test_plain_mode_answers_on_one_line(generator, translator):
+    lm = Session(generator, plain=True)
+    lm.handle(":len 60")
+    answer = lm.handle("ROMEO:\nBut")
+    assert "\n" not in answer and answer.startswith("ROMEO:\\nBut")
+    assert "\n" not in lm.handle(":help")
+    mt = Session(translator, plain=True)
+    assert "\n" not in mt.handle(PAIRS[2][0]) and not mt.handle(PAIRS[2][0]).startswith(
+        "["
+    )
+
+
+def test_double_colon_is_text(generator):
+    session = Session(generator)
+    session.handle(":len 3")
+    assert session.handle("::beam 3").startswith(":beam 3")
