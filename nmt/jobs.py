@@ -67,7 +67,7 @@ def run_job(run: Run, dcfg: DictConfig, *, prog: str) -> dict[str, Any]:
 def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Write `result` as `<run_dir>/result.json` atomically (readers never see half)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "result.json.tmp"
+    tmp = run_dir / f"result.json.{os.getpid()}.tmp"  # torchrun ranks share run_dir
     tmp.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, run_dir / "result.json")
     return result

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from nmt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nmt.distributed import Distributed
 from nmt.loop_config import Progress, after_validation, schedule_lr
 from nmt.runtime import pick_device, resolve_precision, set_seed, set_threads
 
@@ -73,7 +74,10 @@ class TrainingLoop:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.threads = set_threads(self.loop.threads)
-        self.device = pick_device(self.loop.device)
+        self.dist = Distributed.from_env()
+        self.device = self.dist.init(pick_device(self.loop.device))
+        if not self.dist.is_main:  # rank 0 alone logs and writes files
+            logging.getLogger("nmt").setLevel(logging.WARNING)
         self.precision = resolve_precision(self.loop.precision, self.device)
         set_seed(self.loop.seed)
 
@@ -111,6 +115,7 @@ class TrainingLoop:
             "optimizer": self.optimizer.state_dict(),
             "progress": dataclasses.asdict(self.progress),
             "rng": rng_state(),
+            "rng_ranks": getattr(self, "_rng_ranks", None),
         }
 
     def load_resume(self) -> dict[str, Any] | None:
@@ -141,7 +146,11 @@ class TrainingLoop:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.progress = Progress(**payload["progress"])
-        set_rng_state(payload["rng"])
+        ranks = payload.get("rng_ranks")
+        if self.dist.enabled and ranks and len(ranks) == self.dist.world:
+            set_rng_state(ranks[self.dist.rank])
+        else:
+            set_rng_state(payload["rng"])
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
 
@@ -170,6 +179,7 @@ class TrainingLoop:
         )
         self._clock = time.time() - p.elapsed
         self._rate = 0.0
+        self._halt = False
         bar = tqdm(
             total=self.loop.max_steps or None,
             initial=p.step,
@@ -180,16 +190,17 @@ class TrainingLoop:
         )
         with StopRequest() as stop:
             reason = self.limits_reached()
-            while reason is None and not stop.requested:
+            while reason is None and not stop.requested and not self._halt:
                 self._train_epoch(bar, stop)
                 reason = self.limits_reached()
+            stopped = self.dist.any(stop.requested, self.device)
         bar.close()
-        if stop.requested:
+        if stopped:
             reason = "stopped by signal"
-            save_checkpoint(self.ckpt_dir / "last.pt", self.payload())
-        elif not self.just_validated():
+            self.save_last()
+        elif not self.dist.from_main(self.just_validated()):
             self.validate_and_save(self._rate)
-        return reason, stop.requested
+        return reason or "stopped with the other ranks", stopped
 
     def _train_epoch(self, bar: tqdm, stop: StopRequest) -> None:
         """Run the rest of the current epoch, or until a limit or a stop request."""
@@ -204,8 +215,11 @@ class TrainingLoop:
             if c.valid_every and p.step % c.valid_every == 0:
                 self.validate_and_save(self._rate)
             elif c.save_every and p.step % c.save_every == 0:
-                save_checkpoint(self.ckpt_dir / "last.pt", self.payload())
-            if stop.requested or self.limits_reached():
+                self.save_last()
+            if self.dist.any(
+                stop.requested or bool(self.limits_reached()), self.device
+            ):
+                self._halt = True
                 return
         p.epoch, p.batch = p.epoch + 1, 0
         if not c.valid_every:
@@ -223,8 +237,27 @@ class TrainingLoop:
             return f"no {self.metric} gain in {c.patience} validations"
         return None
 
+    def save_last(self) -> None:
+        """last.pt (rank 0 writes; every rank's RNG state goes in)."""
+        self._rng_ranks = self.dist.gather(rng_state()) if self.dist.enabled else None
+        if self.dist.is_main:
+            save_checkpoint(self.ckpt_dir / "last.pt", self.payload())
+
     def validate_and_save(self, rate: float) -> None:
-        """Validate, append to metrics.jsonl, write last.pt (and best.pt if best)."""
+        """Validate, append to metrics.jsonl, write last.pt (and best.pt if best).
+
+        Under torchrun rank 0 validates and writes; the others take its progress
+        (learning rate, best score, patience) so every rank decides alike.
+        """
+        self._rng_ranks = self.dist.gather(rng_state()) if self.dist.enabled else None
+        if self.dist.is_main:
+            self._validate_and_write(rate)
+        if self.dist.enabled:
+            self.progress = Progress(
+                **self.dist.from_main(dataclasses.asdict(self.progress))
+            )
+
+    def _validate_and_write(self, rate: float) -> None:
         metrics = self.validate()
         best = self.is_best(metrics)
         after_validation(self.loop, self.progress, best, self.metric)

@@ -11,7 +11,8 @@ import hydra
 from omegaconf import DictConfig
 
 from nmt.config import TrainConfig, config_path, register_configs
-from nmt.jobs import objective, run_job
+from nmt.distributed import Distributed
+from nmt.jobs import objective, run_job, write_result
 from nmt.lm_trainer import LMTrainer
 from nmt.trainer import Trainer
 
@@ -23,11 +24,14 @@ def run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     if cfg.task == "translation":
         summary = Trainer(cfg, run_dir).run()
     elif cfg.task == "lm":
+        if Distributed.from_env().enabled:
+            raise ValueError(
+                "multi-process (torchrun) training supports task=translation"
+            )
         summary = LMTrainer(cfg, run_dir).run()
     else:
         raise ValueError(f"unknown task '{cfg.task}'; use translation or lm")
-    (Path(run_dir) / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return write_result(Path(run_dir), summary)
 
 
 register_configs()

@@ -17,6 +17,7 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.data import DataError, ParallelData, load_parallel, split_files
+from nmt.distributed import LossModule
 from nmt.loop import TrainingLoop
 from nmt.loop_config import (  # noqa: F401  (LoopConfig: re-exported for callers)
     LoopConfig,
@@ -57,6 +58,8 @@ class Trainer(TrainingLoop):
         self.progress = Progress(lr=self.loop.lr)
         if resume is not None:
             self.restore(resume)
+        # under torchrun: DDP averages gradients over ranks (a no-op wrapper otherwise)
+        self.loss_module = self.dist.wrap(LossModule(self.model), self.device)
         self.translator = Translator(
             self.model,
             self.src_tok,
@@ -175,25 +178,26 @@ class Trainer(TrainingLoop):
         )
 
     def train_step(self, indices: list[int]) -> float:
-        """One optimizer step on the batch `indices`; returns mean token loss."""
+        """One optimizer step on the global batch `indices` (this rank takes its
+        share); returns the mean loss per target token of this rank's share."""
         began = time.perf_counter()
-        batch = self.train_data.collate(indices).to(self.device)
+        batch = self.train_data.collate(self.dist.shard(indices)).to(self.device)
         self.apply_lr()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            loss = self.model.loss(
+            loss = self.loss_module(
                 batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out
             )
         tokens = batch.num_tgt_tokens
-        (loss / tokens).backward()
+        total = int(self.dist.sum(tokens, self.device))  # global batch's tokens
+        # DDP averages gradients over ranks: scaled so the sum is d(loss)/total
+        (loss * (self.dist.world / total)).backward()
         if self.loop.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_norm)
         self.optimizer.step()
         self.progress.step += 1
-        self.progress.tokens += tokens
-        loss = (
-            float(loss.detach()) / tokens
-        )  # syncs the device, so the timing below is true
+        self.progress.tokens += total
+        loss = float(loss.detach()) / tokens  # syncs the device: the timing is true
         self.progress.train_seconds += time.perf_counter() - began
         return loss
 
@@ -210,8 +214,15 @@ class Trainer(TrainingLoop):
         )
         summary = self.base_summary(reason, stopped)
         summary.update(best_val_bleu=p.best_bleu, best_val_chrf=self._best_val_chrf())
-        if self.loop.test_at_end and not stopped:
+        if self.dist.enabled:
+            summary.update(
+                world_size=self.dist.world,
+                ddp_params_in_sync=self.dist.params_in_sync(self.model),
+            )
+        if self.loop.test_at_end and not stopped and self.dist.is_main:
             summary.update(self.score_best_on_test())
+        summary = self.dist.from_main(summary)
+        self.dist.close()
         return summary
 
     def _best_val_chrf(self) -> float | None:

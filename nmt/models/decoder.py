@@ -22,21 +22,25 @@ from nmt.models.encoder import make_rnn
 
 
 class DecoderState(NamedTuple):
-    """Batch-first decoder state; every tensor has one row per hypothesis.
+    """Batch-first decoder state of N*W rows: W hypotheses (beams) per sentence.
 
-    hidden (N, L, H) — for LSTM (N, L, 2H) hidden ++ cell; feed (N, R) previous
-    readout (input feeding) or (N, 0); memory (N, S, M); keys (N, S, K);
-    mask (N, S) bool; attn (N, S) last attention weights (N, 0 without attention);
-    sentence (N,) long: which source sentence each row decodes.
+    Per row: hidden (N*W, L, H) — for LSTM (N*W, L, 2H) hidden ++ cell; feed
+    (N*W, R) previous readout (input feeding) or (N*W, 0); attn (N*W, S) last
+    attention weights ((N*W, 0) without attention). Per sentence, shared by its W
+    rows (never tiled): memory (N, S, M), keys (N, S, K), mask (N, S) bool.
+    The W beams of a sentence attend as W queries of one attention call.
     """
 
     hidden: Tensor
     feed: Tensor
+    attn: Tensor
     memory: Tensor
     keys: Tensor
     mask: Tensor
-    attn: Tensor
-    sentence: Tensor
+
+    @property
+    def width(self) -> int:
+        return self.hidden.size(0) // max(1, self.memory.size(0))
 
 
 class RNNDecoder(nn.Module):
@@ -117,10 +121,19 @@ class RNNDecoder(nn.Module):
     def _attend(
         self, query: Tensor, state: DecoderState
     ) -> tuple[Tensor | None, Tensor]:
+        """query (N*W, T, H) -> context (N*W, T, M), weights (N*W, T, S).
+
+        With W > 1 (beams) T is 1 and the W rows of a sentence are scored as
+        W queries against its memory, which is stored once per sentence.
+        """
         if self.attention is None:
-            return None, state.attn
-        context, weights = self.attention(query, state.keys, state.memory, state.mask)
-        return context, weights
+            return None, state.attn[:, None]
+        rows, steps, _ = query.shape
+        sentences = state.memory.size(0)
+        grouped = query.reshape(sentences, -1, query.size(-1))  # (N, W*T, H)
+        context, weights = self.attention(grouped, state.keys, state.memory, state.mask)
+        context = context.reshape(rows, steps, -1)  # (N*W, T, M)
+        return context, weights.reshape(rows, steps, -1)  # (N*W, T, S)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One decoding step.
@@ -151,7 +164,7 @@ class RNNDecoder(nn.Module):
         new = state._replace(
             hidden=self._from_rnn(rnn_state),
             feed=feats if self.feeds else state.feed,
-            attn=weights[:, -1] if self.attention is not None else state.attn,
+            attn=weights[:, -1],
         )
         return feats, new
 

@@ -110,8 +110,7 @@ class Seq2Seq(nn.Module):
             n, self.decoder.readout_size if self.decoder.feeds else 0
         )
         attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
-        sentence = torch.arange(n, device=src.device)
-        return DecoderState(hidden, feed, enc.memory, keys, enc.mask, attn, sentence)
+        return DecoderState(hidden, feed, attn, enc.memory, keys, enc.mask)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced readout features (N, T, R) for tgt_in (N, T)."""
@@ -133,12 +132,18 @@ class Seq2Seq(nn.Module):
 
     # -- search protocol ------------------------------------------------------
     def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> DecoderState:
-        """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows."""
+        """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows.
+
+        Only the per-row tensors are tiled; memory and keys stay (N, S, ·), and
+        keys are projected once here, not at every step.
+        """
         src, src_lengths = inputs
         state = self.encode(src, src_lengths)
-        return DecoderState(
-            *(t.repeat_interleave(width, dim=0) for t in state)
-        )  # (N*B, ...)
+        return state._replace(
+            hidden=state.hidden.repeat_interleave(width, dim=0),  # (N*W, L, H*)
+            feed=state.feed.repeat_interleave(width, dim=0),  # (N*W, R)
+            attn=state.attn.repeat_interleave(width, dim=0),  # (N*W, S)
+        )
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
@@ -146,21 +151,27 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(self.output(feats).float(), dim=-1), state
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
-        """Keep/duplicate rows `index` (rows',) of the state.
+        """Keep/duplicate rows `index` (N'*W,) of the state.
 
-        Rows of one sentence share memory, keys and mask, so those are only
-        gathered when rows move between sentences (a finished sentence left).
+        Follows the search protocol: rows stay grouped W per sentence, so row
+        group a of the result comes from sentence index[a*W] // W. Per-sentence
+        tensors are only gathered when sentences leave (finished ones drop out).
         """
-        sentence = state.sentence.index_select(0, index)  # (rows',)
-        if sentence.shape == state.sentence.shape and torch.equal(
-            sentence, state.sentence
-        ):
-            return state._replace(
-                hidden=state.hidden.index_select(0, index),
-                feed=state.feed.index_select(0, index),
-                attn=state.attn.index_select(0, index),
-            )
-        return DecoderState(*(t.index_select(0, index) for t in state))
+        width = state.width
+        sentences = index[::width] // width  # (N',)
+        per_row = {
+            "hidden": state.hidden.index_select(0, index),
+            "feed": state.feed.index_select(0, index),
+            "attn": state.attn.index_select(0, index),
+        }
+        if sentences.numel() == state.memory.size(0):
+            return state._replace(**per_row)  # same sentences: beams moved inside them
+        return DecoderState(
+            **per_row,
+            memory=state.memory.index_select(0, sentences),
+            keys=state.keys.index_select(0, sentences),
+            mask=state.mask.index_select(0, sentences),
+        )
 
     def attention(self, state: DecoderState) -> Tensor | None:
         """Last step's attention weights (rows, S), or None without attention."""

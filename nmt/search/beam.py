@@ -116,10 +116,12 @@ def beam_search(
 ) -> list[list[Hypothesis]]:
     """Batched beam search over N sentences x B beams, one `stepper.step` per step.
 
-    A sentence stops when it has B finished hypotheses that no live one can still
-    beat (a bound using the length penalty at its max length), when its live beams
-    reach its max length (they are then kept without EOS), or when every candidate
-    is -inf (live beams kept as they are). PAD and BOS are never generated.
+    A sentence stops when it has B finished hypotheses (fairseq's rule), earlier
+    when its nbest finished ones can no longer be beaten by any live hypothesis (a
+    bound using the length penalty at its max length: with a length penalty the
+    best beam's EOS alone never stops it), when its live beams reach its max length
+    (they are then kept without EOS), or when every candidate is -inf (live beams
+    kept as they are). PAD and BOS are never generated.
 
     Args:
         stepper: the model, seen only through the `Stepper` protocol.
@@ -275,16 +277,20 @@ class _Search:
         return torch.tensor(done, dtype=torch.bool, device=stuck.device)
 
     def _settled(self, n: int, best: float, step: int) -> bool:
-        """Whether no live hypothesis (best raw log-prob `best`) can enter the top B."""
+        """Whether sentence n is done: B finished hypotheses, or (early stop) its
+        n-best finished ones can no longer be beaten by any live one (best raw
+        log-prob `best`)."""
         if best == NEG_INF:
             return True
         hyps = self.finished[n]
-        if len(hyps) < self.width:
+        if len(hyps) >= self.width:
+            return True
+        if len(hyps) < self.cfg.nbest:
             return False
         # log-probs only fall, so the best reachable score uses the largest penalty
         # over the lengths still possible: step + 2 ... max_len
         largest = max(self.penalty[step + 2], self.penalty[self.max_lens[n]])
-        return best / largest <= hyps[-1].score
+        return best / largest <= hyps[self.cfg.nbest - 1].score
 
     def _add(
         self, beams: _Beams, row: int, log_prob: float, attn: Tensor | None, ended: bool

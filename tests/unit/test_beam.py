@@ -154,14 +154,26 @@ def test_scripted_greedy_stops_once_nothing_can_beat_the_finished():
     assert len(stepper.rows_per_step) == 3  # A.A.EOS found at step 3, A.A.A is worse
 
 
-def test_scripted_length_penalty_searches_past_the_first_eos():
+def test_scripted_done_at_b_finished_even_with_length_penalty():
     stepper = TableStepper(scripted)
     hyps = search(stepper, [0], config(beam_size=1, max_len_b=4, len_penalty=10.0))[0]
-    # A.A.A (.075) could still beat A.A.EOS once normalised by lp(4): it does, via EOS
-    assert hyps[0].tokens == (A, A, A)
-    assert hyps[0].log_prob == pytest.approx(math.log(0.075 * 0.5))
-    assert hyps[0].score == pytest.approx(math.log(0.0375) / lp(4, 10.0))
-    assert len(stepper.rows_per_step) == 4
+    # B = 1 finished hypothesis (A.A.EOS, step 3) ends the sentence (fairseq's rule),
+    # although the unfinished A.A.A might have won under lp(4)
+    assert hyps[0].tokens == (A, A)
+    assert hyps[0].score == pytest.approx(math.log(0.15) / lp(3, 10.0))
+    assert len(stepper.rows_per_step) == 3
+
+
+def test_early_stop_before_b_finished_only_when_nothing_can_beat_nbest():
+    """Beam 2, nbest 1, raw log-probs: B.EOS (.36) finishes at step 2 and every live
+    hypothesis (best A.A, .25) is already below it: no need for a 2nd finished one."""
+    stepper = TableStepper(scripted)
+    hyps = search(stepper, [0], config(beam_size=2, nbest=1, max_len_b=4))[0]
+    assert hyps[0].tokens == (B,)
+    assert len(stepper.rows_per_step) == 2
+    stepper = TableStepper(scripted)  # with a length penalty the bound is looser
+    search(stepper, [0], config(beam_size=2, nbest=1, max_len_b=4, len_penalty=10.0))
+    assert len(stepper.rows_per_step) > 2
 
 
 # -- brute force ---------------------------------------------------------------

@@ -118,15 +118,13 @@ def test_step_by_step_equals_teacher_forcing(attention, feeding):
             torch.testing.assert_close(log_probs, full[:, t], atol=1e-5, rtol=1e-4)
 
 
-def test_reorder_selects_rows():
+def test_init_state_tiles_rows_not_memory():
     model = make()
     src, lengths, _ = batch()
     state = model.init_state((src, lengths), 2)
-    assert state.memory.shape[0] == 6
-    index = torch.tensor([1, 1, 4])
-    reordered = model.reorder(state, index)
-    for before, after in zip(state, reordered):
-        torch.testing.assert_close(after, before[index])
+    assert state.hidden.shape[0] == 6 and state.width == 2
+    assert state.memory.shape[0] == 3  # memory and keys are stored once per sentence
+    torch.testing.assert_close(state.hidden[0], state.hidden[1])
 
 
 def test_tied_and_shared_embeddings():
@@ -142,15 +140,36 @@ def test_default_shape_matches_joeynmt_size():
     assert 14_000_000 < params < 17_000_000
 
 
-def test_reorder_within_sentences_keeps_shared_memory():
+def test_reorder_moves_rows_and_drops_sentences():
     model = make()
     src, lengths, _ = batch()
     state = model.init_state((src, lengths), 2)
     swapped = model.reorder(state, torch.tensor([1, 0, 2, 2, 5, 4]))
-    assert swapped.memory is state.memory  # not copied: rows stay in their sentence
+    assert swapped.memory is state.memory  # beams moved inside their sentences
     torch.testing.assert_close(swapped.hidden, state.hidden[[1, 0, 2, 2, 5, 4]])
-    dropped = model.reorder(state, torch.tensor([4, 5]))
-    torch.testing.assert_close(dropped.memory, state.memory[[4, 5]])
+    dropped = model.reorder(state, torch.tensor([5, 4]))  # sentences 0 and 1 finished
+    torch.testing.assert_close(dropped.memory, state.memory[[2]])
+    torch.testing.assert_close(dropped.mask, state.mask[[2]])
+    torch.testing.assert_close(dropped.hidden, state.hidden[[5, 4]])
+
+
+def test_beam_rows_attend_like_separate_sentences():
+    """W beams scored as W queries of one sentence == the sentence tiled W times."""
+    model = make(attention="bahdanau")
+    src, lengths, _ = batch()
+    tokens = torch.tensor([5, 6, 7, 8, 9, 10])
+    with torch.no_grad():
+        grouped = model.init_state((src, lengths), 2)
+        tiled = model.init_state(
+            (src.repeat_interleave(2, 0), lengths.repeat_interleave(2)), 1
+        )
+        torch.testing.assert_close(grouped.hidden, tiled.hidden)
+        for _ in range(3):
+            a, grouped = model.step(tokens, grouped)
+            b, tiled = model.step(tokens, tiled)
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(grouped.attn, tiled.attn, atol=1e-6, rtol=1e-5)
+            tokens = a.argmax(-1)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
