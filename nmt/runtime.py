@@ -18,8 +18,14 @@ def available_cores() -> int:
 
 
 def set_threads(threads: int) -> int:
-    """Set torch intra-op threads; 0 means all available cores. Returns the count."""
-    count = threads if threads > 0 else available_cores()
+    """Set torch intra-op threads; returns the count.
+
+    0 means OMP_NUM_THREADS when set (torchrun and joblib workers set it to share
+    the cores), else all cores available to the process.
+    """
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    default = int(omp) if omp.isdigit() and int(omp) > 0 else available_cores()
+    count = threads if threads > 0 else default
     torch.set_num_threads(count)
     return count
 

@@ -34,23 +34,34 @@ def main() -> None:
     p.add_argument("--len-penalty", type=float, default=1.0)
     args = p.parse_args()
     threads = set_threads(args.threads)
-    translator, cfg = load_translator(args.ckpt, device=pick_device("auto"),
-                                      precision=args.precision)
-    src, ref = load_parallel(args.data, args.split, (cfg.data.src_lang, cfg.data.tgt_lang))
+    translator, cfg = load_translator(
+        args.ckpt, device=pick_device("auto"), precision=args.precision
+    )
+    src, ref = load_parallel(
+        args.data, args.split, (cfg.data.src_lang, cfg.data.tgt_lang)
+    )
     translator.translate_best(src[:64], BeamConfig(beam_size=5))  # warm-up
     rows = {}
     for beam, batch in SETTINGS:
-        search = BeamConfig(beam_size=beam, batch_size=batch,
-                            len_penalty=args.len_penalty if beam > 1 else 0.0)
+        search = BeamConfig(
+            beam_size=beam,
+            batch_size=batch,
+            len_penalty=args.len_penalty if beam > 1 else 0.0,
+        )
         began = time.perf_counter()
         hyps = translator.translate_best(src, search)
         speed = len(src) / (time.perf_counter() - began)
         scores = corpus_scores(hyps, ref)
         rows[beam, batch] = (speed, scores)
-        print(f"B={beam:<2} batch={batch:<3} {speed:7.1f} sent/s  BLEU {scores.bleu:5.2f}  "
-              f"chrF {scores.chrf:5.2f}", flush=True)
-    print(f"\n{args.split}: {len(src)} sentences, torch {torch.__version__}, {threads} "
-          f"threads, {translator.precision}, len_penalty {args.len_penalty} (B>1)\n")
+        print(
+            f"B={beam:<2} batch={batch:<3} {speed:7.1f} sent/s  BLEU {scores.bleu:5.2f}  "
+            f"chrF {scores.chrf:5.2f}",
+            flush=True,
+        )
+    print(
+        f"\n{args.split}: {len(src)} sentences, torch {torch.__version__}, {threads} "
+        f"threads, {translator.precision}, len_penalty {args.len_penalty} (B>1)\n"
+    )
     print("| B | batch | sentences/s | BLEU | chrF |")
     print("| --- | --- | --- | --- | --- |")
     for (beam, batch), (speed, s) in rows.items():

@@ -229,8 +229,12 @@ class _Search:
         a, width, vocab = beams.sentences.numel(), self.width, log_probs.size(1)
         total = beams.scores.unsqueeze(2) + log_probs.view(a, width, vocab)  # (A, B, V)
         k = min(2 * width, width * vocab)
-        values, index = total.view(a, width * vocab).topk(k, dim=1)  # (A, 2B)
-        origin, tokens = index // vocab, index % vocab  # (A, 2B) beam, token
+        # two-stage top-k (per beam, then per sentence): same result, ~2x faster on CPU
+        per_beam = min(k, vocab)
+        beam_values, beam_tokens = total.topk(per_beam, dim=2)  # (A, B, k')
+        values, index = beam_values.view(a, -1).topk(k, dim=1)  # (A, 2B)
+        origin = index // per_beam  # (A, 2B) beam of each candidate
+        tokens = beam_tokens.view(a, -1).gather(1, index)  # (A, 2B) its token
         finite, is_eos = values > NEG_INF, tokens == self.stepper.eos_id  # (A, 2B)
         history = _extend(beams.attention, attention)  # (A*B, t+1, S) or None
         in_top = torch.arange(k, device=values.device) < width  # (2B,) fairseq rule
