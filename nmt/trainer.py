@@ -7,7 +7,6 @@ Not an entry point (see `train.py`) and knows nothing of Hydra.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -227,15 +226,9 @@ class Trainer(TrainingLoop):
 
     def _best_val_chrf(self) -> float | None:
         """val chrF of the first validation with the best val BLEU (best.pt's)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return None
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-        best = max(records, key=lambda r: r["val_bleu"], default=None)
+        best = max(self._records(), key=lambda r: r["val_bleu"], default=None)
         return None if best is None else best["val_chrf"]
 
-    @torch.no_grad()
     def score_best_on_test(self) -> dict[str, Any]:
         """Translate the test split with best.pt and `cfg.search`; test_bleu/test_chrf."""
         d = self.cfg.data

@@ -14,7 +14,7 @@ MINUTES="${MINUTES:-10}"
 RUN="${RUN:-runs/demo}"
 echo "== training multi30k_de_en for $MINUTES min on $DATA -> $RUN" >&2
 python -m nmt.train experiment=multi30k_de_en data.root="$DATA" \
-  train.max_minutes="$MINUTES" hydra.run.dir="$RUN"
+  train.max_minutes="$MINUTES" train.test_at_end=false hydra.run.dir="$RUN"
 echo "== translating test_2016_flickr with beam 5" >&2
 python -m nmt.evaluate ckpt="$RUN/checkpoints/best.pt" split=test data.root="$DATA" \
   search.beam_size=5 hydra.run.dir="$RUN/eval_test"
