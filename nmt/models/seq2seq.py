@@ -151,21 +151,21 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(self.output(feats).float(), dim=-1), state
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
-        """Keep/duplicate rows `index` (N'*W,) of the state.
+        """Keep/duplicate rows `index` (N'*W',) of the state (N*W rows).
 
-        Follows the search protocol: rows stay grouped W per sentence, so row
-        group a of the result comes from sentence index[a*W] // W. Per-sentence
-        tensors are only gathered when sentences leave (finished ones drop out).
+        Follows the search protocol: `index` lists the rows of each kept sentence
+        together, W' per sentence (W' may differ from W: the search widens 1 -> B).
+        Per-sentence tensors are only gathered when sentences leave (finished ones
+        drop out of the batch).
         """
-        width = state.width
-        sentences = index[::width] // width  # (N',)
         per_row = {
             "hidden": state.hidden.index_select(0, index),
             "feed": state.feed.index_select(0, index),
             "attn": state.attn.index_select(0, index),
         }
-        if sentences.numel() == state.memory.size(0):
-            return state._replace(**per_row)  # same sentences: beams moved inside them
+        sentences = torch.unique_consecutive(index // state.width)  # (N',)
+        if sentences.numel() == state.memory.size(0):  # the same sentences
+            return state._replace(**per_row)
         return DecoderState(
             **per_row,
             memory=state.memory.index_select(0, sentences),

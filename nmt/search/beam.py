@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nmt.search import scoring
@@ -26,13 +27,24 @@ class Stepper(Protocol):
     eos_id: int
 
     def init_state(self, inputs: Any, width: int) -> Any:
-        """Encode `inputs` and tile them: row n*width + b is sentence n, beam b."""
+        """Encode `inputs` and tile them: row n*width + b is sentence n, beam b.
+
+        The beam search asks for width 1 and widens the state with `reorder`.
+        """
 
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """Feed tokens (rows,); return log-probs (rows, V) and the next state."""
+        """Feed tokens (rows,); return log-probs (rows, V) and the next state.
+
+        The log-probs must be a new tensor: the search may modify it in place.
+        """
 
     def reorder(self, state: Any, index: Tensor) -> Any:
-        """Keep rows `index` (rows',) of the state, in that order."""
+        """Keep rows `index` (rows',) of the state, in that order.
+
+        `index` lists the rows of each surviving sentence together, the same number
+        per sentence; that number may differ from the state's (1 -> B after the
+        beam search's first step).
+        """
 
     def attention(self, state: Any) -> Tensor | None:
         """Attention weights (rows, S) of the last step, or None."""
@@ -145,12 +157,15 @@ def beam_search(
 
 @dataclass
 class _Beams:
-    """Live hypotheses of the A sentences still searching (t tokens so far)."""
+    """Live hypotheses of the A sentences still searching (t tokens so far).
+
+    W rows per sentence: 1 before the first step, then the beam width B.
+    """
 
     sentences: Tensor  # (A,) index of each sentence in the input batch
-    scores: Tensor  # (A, B) raw cumulative log-probs, -inf for empty slots
-    tokens: Tensor  # (A, B, t) generated tokens
-    attention: Tensor | None  # (A*B, t, S) attention history, None without attention
+    scores: Tensor  # (A, W) raw cumulative log-probs, -inf for empty slots
+    tokens: Tensor  # (A, W, t) generated tokens
+    attention: Tensor | None  # (A*W, t, S) attention history, None without attention
 
     def select(self, keep: Tensor) -> _Beams:
         rows = keep.repeat_interleave(self.scores.size(1))  # (A*B,)
@@ -185,21 +200,25 @@ class _Search:
         self.finished: list[list[Hypothesis]] = [[] for _ in self.src_lengths]
 
     def run(self, inputs: Any) -> list[list[Hypothesis]]:
-        n, width = len(self.finished), self.width
-        state = self.stepper.init_state(inputs, width)
+        n = len(self.finished)
+        # one row per sentence for the first step (its B beams would all be the
+        # same BOS row); `reorder` then widens the state to B rows per sentence
+        state = self.stepper.init_state(inputs, 1)
         leaf = first_tensor(state)
         device = leaf.device if leaf is not None else torch.device("cpu")
         self.forced = self.forced.to(device)
-        scores = torch.full((n, width), NEG_INF, device=device)  # (N, B)
-        scores[:, 0] = 0.0  # only beam 0 is live at the start
-        tokens = scores.new_zeros((n, width, 0), dtype=torch.long)  # (N, B, 0)
+        self.special_index = torch.tensor(
+            self.specials, dtype=torch.long, device=device
+        )
+        scores = torch.zeros((n, 1), device=device)  # (N, 1)
+        tokens = scores.new_zeros((n, 1, 0), dtype=torch.long)  # (N, 1, 0)
         beams = _Beams(torch.arange(n, device=device), scores, tokens, None)
-        last = tokens.new_full((n * width,), self.stepper.bos_id)  # (N*B,)
+        last = tokens.new_full((n,), self.stepper.bos_id)  # (N,)
         step = 0
         while beams.sentences.numel() > 0:
             log_probs, state = self.stepper.step(last, state)
-            log_probs = self._mask(log_probs.float(), beams, step)  # (A*B, V)
-            attention = self.stepper.attention(state)  # (A*B, S) or None
+            log_probs = self._mask(log_probs.float(), beams, step)  # (A*W, V)
+            attention = self.stepper.attention(state)  # (A*W, S) or None
             beams, rows = self._advance(beams, log_probs, attention, step)
             if beams.sentences.numel() > 0:
                 state = self.stepper.reorder(state, rows)
@@ -208,15 +227,21 @@ class _Search:
         return [hyps[: self.cfg.nbest] for hyps in self.finished]
 
     def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
-        """Apply min_len, no_repeat_ngram and the forced prefix to (A*B, V) log-probs."""
-        eos = [self.stepper.eos_id] if step < self.cfg.min_len else []
-        log_probs = scoring.forbid_tokens(log_probs, self.specials + eos)
+        """Apply min_len, no_repeat_ngram and the forced prefix to (A*W, V) log-probs.
+
+        W is the number of rows per sentence (1 at the first step, then B); the
+        stepper's log-probs are modified in place.
+        """
+        log_probs.index_fill_(1, self.special_index, NEG_INF)
+        if step < self.cfg.min_len:
+            log_probs[:, self.stepper.eos_id] = NEG_INF
         if self.cfg.no_repeat_ngram > 0:
-            history = beams.tokens.reshape(log_probs.size(0), step)  # (A*B, t)
+            history = beams.tokens.reshape(log_probs.size(0), step)  # (A*W, t)
             log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
         if step < self.forced.size(1):
-            forced = self.forced[beams.sentences, step].repeat_interleave(self.width)
-            log_probs = scoring.force_tokens(log_probs, forced)  # forced: (A*B,)
+            rows_per = beams.scores.size(1)
+            forced = self.forced[beams.sentences, step].repeat_interleave(rows_per)
+            log_probs = scoring.force_tokens(log_probs, forced)  # forced: (A*W,)
         return log_probs
 
     def _advance(
@@ -226,29 +251,35 @@ class _Search:
 
         Returns the surviving beams and their rows (A'*B,) in the old state.
         """
-        a, width, vocab = beams.sentences.numel(), self.width, log_probs.size(1)
-        total = beams.scores.unsqueeze(2) + log_probs.view(a, width, vocab)  # (A, B, V)
-        k = min(2 * width, width * vocab)
-        # two-stage top-k (per beam, then per sentence): same result, ~2x faster on CPU
-        per_beam = min(k, vocab)
-        beam_values, beam_tokens = total.topk(per_beam, dim=2)  # (A, B, k')
-        values, index = beam_values.view(a, -1).topk(k, dim=1)  # (A, 2B)
-        origin = index // per_beam  # (A, 2B) beam of each candidate
-        tokens = beam_tokens.view(a, -1).gather(1, index)  # (A, 2B) its token
+        a, rows_per = beams.scores.shape  # rows_per: W rows per sentence (1 or B)
+        width, vocab = self.width, log_probs.size(1)
+        k = min(2 * width, rows_per * vocab)
+        # two-stage top-k (per row, then per sentence): a row's score is added to its
+        # own k best only, never to all (A, W, V) entries
+        per_row = min(k, vocab)
+        row_values, row_tokens = scoring.top_k_rows(log_probs, per_row)  # (A*W, k')
+        row_values = row_values.view(a, rows_per, per_row) + beams.scores.unsqueeze(2)
+        values, index = row_values.view(a, -1).topk(k, dim=1)  # (A, 2B)
+        origin = index // per_row  # (A, 2B) row (beam) of each candidate
+        tokens = row_tokens.view(a, -1).gather(1, index)  # (A, 2B) its token
+        if k < width:  # tiny vocabulary at the first step: pad with empty candidates
+            values = F.pad(values, (0, width - k), value=NEG_INF)
+            tokens = F.pad(tokens, (0, width - k), value=self.stepper.pad_id)
+            origin, k = F.pad(origin, (0, width - k)), width
         finite, is_eos = values > NEG_INF, tokens == self.stepper.eos_id  # (A, 2B)
-        history = _extend(beams.attention, attention)  # (A*B, t+1, S) or None
+        history = _extend(beams.attention, attention)  # (A*W, t+1, S) or None
         in_top = torch.arange(k, device=values.device) < width  # (2B,) fairseq rule
         for i, j in (finite & is_eos & in_top).nonzero().tolist():
-            row = i * width + int(origin[i, j])
+            row = i * rows_per + int(origin[i, j])
             attn = None if history is None else history[row, :step]  # (t, S)
             self._add(beams, row, float(values[i, j]), attn, ended=True)
         live = finite & ~is_eos  # (A, 2B)
         dead_last = torch.sort((~live).to(torch.uint8), dim=1, stable=True)
         pick = dead_last.indices[:, :width]  # (A, B) best B live candidates first
         scores = values.gather(1, pick).masked_fill(~live.gather(1, pick), NEG_INF)
-        base = torch.arange(a, device=values.device).unsqueeze(1) * width  # (A, 1)
+        base = torch.arange(a, device=values.device).unsqueeze(1) * rows_per  # (A, 1)
         rows = (base + origin.gather(1, pick)).view(-1)  # (A*B,)
-        old_tokens = beams.tokens.reshape(a * width, step)[rows]  # (A*B, t)
+        old_tokens = beams.tokens.reshape(a * rows_per, step)[rows]  # (A*B, t)
         new_tokens = torch.cat([old_tokens, tokens.gather(1, pick).view(-1, 1)], dim=1)
         new_tokens = new_tokens.view(a, width, step + 1)  # (A, B, t+1)
         attention = None if history is None else history[rows]  # (A*B, t+1, S)
@@ -259,7 +290,7 @@ class _Search:
     def _finalize_live(self, beams: _Beams, a: int) -> None:
         """Finish the live (finite) beams of sentence a as they are, without EOS."""
         for b, log_prob in enumerate(beams.scores[a].tolist()):
-            row = a * self.width + b
+            row = a * beams.scores.size(1) + b
             attn = None if beams.attention is None else beams.attention[row]  # (t, S)
             if log_prob > NEG_INF:
                 self._add(beams, row, log_prob, attn, ended=False)
@@ -303,7 +334,7 @@ class _Search:
 
         |Y| in the length penalty counts the EOS when the hypothesis `ended` with it.
         """
-        a, b = divmod(row, self.width)
+        a, b = divmod(row, beams.scores.size(1))
         n, tokens = int(beams.sentences[a]), tuple(beams.tokens[a, b].tolist())
         src = self.src_lengths[n]
         if attn is not None:

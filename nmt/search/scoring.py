@@ -154,3 +154,36 @@ def prefix_table(prefix: Sequence[Sequence[int]] | None, n: int) -> Tensor:
     for i, tokens in enumerate(prefix):
         table[i, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
     return table
+
+
+def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]:
+    """The k best entries of each row, best first: `scores.topk(k, dim=1)`, faster.
+
+    On CPU `topk` over a large vocabulary is slow. The row's k best entries lie in
+    the k chunks (of `chunk` consecutive columns) with the largest maxima: a chunk
+    outside those has k chunks whose maxima are at least its own. So the top k is
+    taken over those k chunks plus the columns that do not fill a chunk. The
+    values equal `topk`'s; among exactly tied values the indices may differ.
+
+    Args:
+        scores: (R, V) scores.
+        k: entries per row, 1 <= k <= V.
+        chunk: columns per chunk.
+
+    Returns:
+        values (R, k) sorted descending and their column indices (R, k).
+    """
+    rows, vocab = scores.shape
+    chunks = vocab // chunk
+    if chunks < 4 * k or vocab < 2048:
+        return scores.topk(k, dim=1)
+    body = scores[:, : chunks * chunk].unflatten(1, (chunks, chunk))  # (R, C, L)
+    best = body.amax(dim=2).topk(k, dim=1).indices  # (R, k) chunk ids
+    pool = body.gather(1, best.unsqueeze(2).expand(-1, -1, chunk))  # (R, k, L)
+    pool = torch.cat([pool.flatten(1), scores[:, chunks * chunk :]], dim=1)
+    values, where = pool.topk(k, dim=1)  # (R, k) positions in the pool
+    in_body = where < k * chunk
+    body_index = best.gather(1, (where // chunk).clamp(max=k - 1)) * chunk
+    body_index += where % chunk
+    tail_index = where - k * chunk + chunks * chunk
+    return values, torch.where(in_body, body_index, tail_index)

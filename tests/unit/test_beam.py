@@ -270,8 +270,10 @@ def test_prefix_token_is_forced_even_when_unlikely():
 
 def test_finished_sentences_leave_the_batch():
     stepper = TableStepper(random_table(eos_bias=-3.0))
-    search(stepper, [0, 1], config(beam_size=2, max_len_a=1.0, max_len_b=1), src=[0, 3])
-    assert stepper.rows_per_step == [4, 2, 2, 2]  # sentence 0 stops after 1 token
+    search(stepper, [0, 1], config(beam_size=3, max_len_a=1.0, max_len_b=1), src=[0, 3])
+    # the first step has one row per sentence (its B beams are the same BOS row);
+    # sentence 0 stops after 1 token, then only sentence 1's 3 beams are stepped
+    assert stepper.rows_per_step == [2, 3, 3, 3]
 
 
 def test_all_minus_inf_still_returns_one_hypothesis():

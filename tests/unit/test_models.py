@@ -153,6 +153,21 @@ def test_reorder_moves_rows_and_drops_sentences():
     torch.testing.assert_close(dropped.hidden, state.hidden[[5, 4]])
 
 
+def test_reorder_widens_one_row_per_sentence_to_beams():
+    """The search's first step has one row per sentence; reorder widens it to B."""
+    model = make()
+    src, lengths, _ = batch()  # 3 sentences
+    state = model.init_state((src, lengths), 1)
+    wide = model.reorder(state, torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert wide.memory is state.memory and wide.width == 2
+    torch.testing.assert_close(wide.hidden, state.hidden[[0, 0, 1, 1, 2, 2]])
+    # widening while sentence 1 finishes: 2 sentences x 3 rows, as many rows as before
+    both = model.reorder(state, torch.tensor([0, 0, 0, 2, 2, 2]))
+    assert both.width == 3
+    torch.testing.assert_close(both.memory, state.memory[[0, 2]])
+    torch.testing.assert_close(both.keys, state.keys[[0, 2]])
+
+
 def test_beam_rows_attend_like_separate_sentences():
     """W beams scored as W queries of one sentence == the sentence tiled W times."""
     model = make(attention="bahdanau")

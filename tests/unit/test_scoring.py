@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nmt.search.scoring import (
+    NEG_INF,
     ban_ngrams,
     forbid_tokens,
     force_tokens,
@@ -15,6 +16,7 @@ from nmt.search.scoring import (
     keep_top_p,
     length_penalty,
     prefix_table,
+    top_k_rows,
 )
 
 torch.set_num_threads(1)
@@ -118,3 +120,19 @@ def test_prefix_table_pads_with_minus_one():
     assert prefix_table(None, 2).shape == (2, 0)
     with pytest.raises(ValueError, match="one token list per sentence"):
         prefix_table([[5]], 2)
+
+
+@pytest.mark.parametrize("vocab", [8000, 8003, 4096, 100])
+@pytest.mark.parametrize("k", [1, 10, 40])
+def test_top_k_rows_equals_topk(vocab: int, k: int) -> None:
+    gen = torch.Generator().manual_seed(vocab + k)
+    scores = torch.randn(9, vocab, generator=gen)
+    scores[3] = NEG_INF  # a row with nothing allowed
+    scores[5, ::2] = NEG_INF  # half the tokens banned
+    scores[6, -3:] = 50.0 + torch.arange(3.0)  # the best ones in the tail columns
+    values, index = top_k_rows(scores, k)
+    expected = scores.topk(k, dim=1)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(scores.gather(1, index), values)  # indices point at the values
+    finite = torch.isfinite(values)  # no ties among random finite values
+    assert torch.equal(index[finite], expected.indices[finite])
