@@ -27,7 +27,8 @@ class DecoderState(NamedTuple):
     Per row: hidden (N*W, L, H) — for LSTM (N*W, L, 2H) hidden ++ cell; feed
     (N*W, R) previous readout (input feeding) or (N*W, 0); attn (N*W, S) last
     attention weights ((N*W, 0) without attention). Per sentence, shared by its W
-    rows (never tiled): memory (N, S, M), keys (N, S, K), mask (N, S) bool.
+    rows (never tiled): memory (N, S, M), keys (N, S, K), mask (N, S) bool, and
+    values (N, S, G) from `RNNDecoder.project_memory` ((N, S, 0) when not used).
     The W beams of a sentence attend as W queries of one attention call.
     """
 
@@ -37,6 +38,7 @@ class DecoderState(NamedTuple):
     memory: Tensor
     keys: Tensor
     mask: Tensor
+    values: Tensor
 
     @property
     def width(self) -> int:
@@ -92,6 +94,8 @@ class RNNDecoder(nn.Module):
             hidden_size + context + (embed if self.before else 0), readout_size
         )
         self.readout_size = readout_size
+        self.embed_size, self.context_size = embed, context
+        self._cached: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
     def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -145,6 +149,8 @@ class RNNDecoder(nn.Module):
         Returns:
             readout features (N, R) and the new state.
         """
+        if state.values.size(-1) > 0:
+            return self._step_projected(tokens, state)
         emb = self.dropout(self.embedding(tokens))[:, None]  # (N, 1, E)
         if self.before:
             query = self._top(state.hidden)[:, None]  # (N, 1, H)
@@ -167,6 +173,129 @@ class RNNDecoder(nn.Module):
             attn=weights[:, -1],
         )
         return feats, new
+
+    # -- steps with projected memory (search): the context enters the RNN input
+    # (Bahdanau) and the readout only through linear maps, so W c = sum_s a_s (W m_s):
+    # W m_s is computed once per sentence and each step mixes it with its weights
+    # a_s, instead of multiplying every row's context by W (M x G per row).
+    def project_memory(self, memory: Tensor) -> Tensor:
+        """memory (N, S, M) -> values (N, S, G): the context's columns of layer 0's
+        input weights (Bahdanau flow only) then of the readout, applied to memory."""
+        if self.attention is None:
+            return memory[:, :, :0]
+        e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
+        parts = [self.rnn.weight_ih_l0[:, e : e + m]] if self.before else []
+        parts.append(self.readout.weight[:, h : h + m])
+        return nn.functional.linear(memory, torch.cat(parts))
+
+    def _step_weights(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Layer 0's input weights without the context columns (G0, E) (empty
+        unless Bahdanau) and the readout's (R, H [+ E]); cached (in the autocast
+        dtype) while the parameters are unchanged and no gradient is needed."""
+        params = (self.rnn.weight_ih_l0, self.readout.weight)
+        kind = device.type
+        dtype = (
+            torch.get_autocast_dtype(kind)
+            if torch.is_autocast_enabled(kind)
+            else params[0].dtype
+        )
+        key = (*((p.data_ptr(), p._version) for p in params), dtype)
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
+        w_ih, w_read = params
+        emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]
+        read = [w_read[:, :h]] + ([w_read[:, h + m :]] if self.before else [])
+        pieces = (emb_in.to(dtype).contiguous(), torch.cat(read, 1).to(dtype))
+        if not torch.is_grad_enabled():
+            self._cached = (key, pieces)
+        return pieces
+
+    def _cell(self, layer: int, gates_in: Tensor, hidden: Tensor) -> Tensor:
+        """One RNN cell step of `layer`: input gates (N, G) already computed;
+        hidden (N, H*) -> (N, H*); float32 inside, as PyTorch's cells."""
+        rnn = self.rnn
+        h_size = rnn.hidden_size
+        w_hh, b_hh = (
+            getattr(rnn, f"weight_hh_l{layer}"),
+            getattr(rnn, f"bias_hh_l{layer}"),
+        )
+        h = hidden[:, :h_size]
+        gates_h = nn.functional.linear(h, w_hh, b_hh).float()  # (N, G)
+        gates_in = gates_in.float()
+        h = h.float()
+        if isinstance(rnn, nn.GRU):
+            i_r, i_z, i_n = gates_in.chunk(3, dim=1)
+            h_r, h_z, h_n = gates_h.chunk(3, dim=1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            return n + z * (h - n)
+        if isinstance(rnn, nn.LSTM):
+            i, f, g, o = (gates_in + gates_h).chunk(4, dim=1)
+            c = torch.sigmoid(f) * hidden[:, h_size:].float()
+            c = c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=1)
+        pre = gates_in + gates_h
+        return torch.relu(pre) if rnn.nonlinearity == "relu" else torch.tanh(pre)
+
+    def _step_projected(
+        self, tokens: Tensor, state: DecoderState
+    ) -> tuple[Tensor, DecoderState]:
+        """`step` with state.values from `project_memory`; same result."""
+        emb = self.dropout(self.embedding(tokens))  # (N, E)
+        w_emb, w_read = self._step_weights(emb.device)
+        linear = nn.functional.linear
+        if self.before:
+            weights, mixed = self._mix(self._top(state.hidden)[:, None], state)
+            gate_size = w_emb.size(0)
+            x = linear(emb, w_emb, self.rnn.bias_ih_l0) + mixed[:, :gate_size]
+            layers = []
+            for layer in range(self.rnn.num_layers):
+                if layer > 0:
+                    x = nn.functional.dropout(
+                        layers[-1][:, : self.rnn.hidden_size],
+                        self.rnn.dropout,
+                        self.training,
+                    )
+                    x = linear(
+                        x,
+                        getattr(self.rnn, f"weight_ih_l{layer}"),
+                        getattr(self.rnn, f"bias_ih_l{layer}"),
+                    )
+                layers.append(self._cell(layer, x, state.hidden[:, layer]))
+            hidden = torch.stack(layers, dim=1)  # (N, L, H*)
+            out = self._top(hidden)  # (N, H)
+            read_in, mixed = (
+                torch.cat([out, emb.to(out.dtype)], 1),
+                mixed[:, gate_size:],
+            )
+        else:
+            x = (
+                torch.cat([emb, state.feed.to(emb.dtype)], dim=-1)
+                if self.feeds
+                else emb
+            )[:, None]
+            out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # (N, 1, H)
+            hidden, out = self._from_rnn(rnn_state), out[:, 0]
+            weights, mixed = self._mix(out[:, None], state)
+            read_in = out
+        feats = torch.tanh(
+            linear(read_in, w_read, self.readout.bias) + mixed.to(read_in.dtype)
+        )
+        feats = self.dropout(feats)  # (N, R)
+        new = state._replace(
+            hidden=hidden, feed=feats if self.feeds else state.feed, attn=weights
+        )
+        return feats, new
+
+    def _mix(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+        """query (N*W, 1, H) -> weights (N*W, S) and their mix of values (N*W, G)."""
+        rows = query.size(0)
+        sentences = state.keys.size(0)
+        grouped = query.reshape(sentences, -1, query.size(-1))  # (N, W, H)
+        weights = self.attention.weights(grouped, state.keys, state.mask)  # (N, W, S)
+        mixed = torch.bmm(weights.to(state.values.dtype), state.values)  # (N, W, G)
+        return weights.reshape(rows, -1), mixed.reshape(rows, -1)
 
     def forward(self, tgt_in: Tensor, state: DecoderState) -> Tensor:
         """Teacher-forced decoding of tgt_in (N, T) -> readout features (N, T, R)."""

@@ -106,9 +106,14 @@ def test_attention_weights_sum_to_one_over_unmasked(kind):
 
 @pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
 @pytest.mark.parametrize("feeding", [True, False])
-def test_step_by_step_equals_teacher_forcing(attention, feeding):
-    """The search's step() computes exactly what training's forward() computes."""
-    model = make(attention=attention, input_feeding=feeding, cell="lstm")
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_step_by_step_equals_teacher_forcing(attention, feeding, cell, layers):
+    """The search's step() (with memory projected once, its own RNN cells) computes
+    exactly what training's forward() computes."""
+    model = make(
+        attention=attention, input_feeding=feeding, cell=cell, num_layers=layers
+    )
     src, lengths, tgt = batch()
     with torch.no_grad():
         full = torch.log_softmax(model.output(model(src, lengths, tgt)), -1)
@@ -116,6 +121,31 @@ def test_step_by_step_equals_teacher_forcing(attention, feeding):
         for t in range(tgt.size(1)):
             log_probs, state = model.step(tgt[:, t], state)
             torch.testing.assert_close(log_probs, full[:, t], atol=1e-5, rtol=1e-4)
+
+
+def test_projected_step_follows_weight_updates_and_autocast():
+    """The step's cached weight pieces are rebuilt after an in-place update (as an
+    optimizer makes between validations) and match the plain step under bf16."""
+    model = make(attention="bahdanau", cell="gru")
+    src, lengths, tgt = batch()
+
+    def first_step(projected: bool) -> torch.Tensor:
+        state = model.init_state((src, lengths), 1)
+        if not projected:
+            state = state._replace(values=state.values[:, :, :0])
+        return model.step(tgt[:, 0], state)[0]
+
+    with torch.no_grad():
+        assert model.init_state((src, lengths), 1).values.size(-1) > 0
+        before = first_step(True)
+        model.decoder.rnn.weight_ih_l0.mul_(0.5)  # in place: bumps _version
+        model.decoder.readout.weight.add_(0.1)
+        after = first_step(True)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, first_step(False), atol=1e-5, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, plain = first_step(True), first_step(False)
+        torch.testing.assert_close(fast, plain, atol=0.1, rtol=0.05)
 
 
 def test_init_state_tiles_rows_not_memory():
