@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
+# train overrides for a few-second CLI run on `tiny_corpus`
+TINY_TRAIN = [
+    "data.test_split=test",
+    "tokenizer.vocab_size=60",
+    "tokenizer.hard_vocab_limit=false",
+    "model.hidden_size=16",
+    "model.embed_size=8",
+    "train.max_steps=6",
+    "train.valid_every=3",
+    "train.threads=1",
+]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 PAIRS = [

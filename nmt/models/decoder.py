@@ -139,6 +139,12 @@ class RNNDecoder(nn.Module):
         context = context.reshape(rows, steps, -1)  # (N*W, T, M)
         return context, weights.reshape(rows, steps, -1)  # (N*W, T, S)
 
+    def _luong_input(self, emb: Tensor, state: DecoderState) -> Tensor:
+        """RNN input of the Luong flow: emb (N, 1, E) [++ previous readout] (N, 1, E*)."""
+        if not self.feeds:
+            return emb
+        return torch.cat([emb, state.feed[:, None].to(emb.dtype)], dim=-1)
+
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One decoding step.
 
@@ -157,11 +163,7 @@ class RNNDecoder(nn.Module):
             context, weights = self._attend(query, state)
             x = torch.cat([emb, context.to(emb.dtype)], dim=-1)
         else:
-            x = (
-                torch.cat([emb, state.feed[:, None].to(emb.dtype)], dim=-1)
-                if self.feeds
-                else emb
-            )
+            x = self._luong_input(emb, state)
         out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # out (N, 1, H)
         if not self.before:
             context, weights = self._attend(out, state)
@@ -265,16 +267,10 @@ class RNNDecoder(nn.Module):
                 layers.append(self._cell(layer, x, state.hidden[:, layer]))
             hidden = torch.stack(layers, dim=1)  # (N, L, H*)
             out = self._top(hidden)  # (N, H)
-            read_in, mixed = (
-                torch.cat([out, emb.to(out.dtype)], 1),
-                mixed[:, gate_size:],
-            )
+            read_in = torch.cat([out, emb.to(out.dtype)], 1)  # (N, H + E)
+            mixed = mixed[:, gate_size:]  # (N, R) the readout's share
         else:
-            x = (
-                torch.cat([emb, state.feed.to(emb.dtype)], dim=-1)
-                if self.feeds
-                else emb
-            )[:, None]
+            x = self._luong_input(emb[:, None], state)  # (N, 1, E*)
             out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # (N, 1, H)
             hidden, out = self._from_rnn(rnn_state), out[:, 0]
             weights, mixed = self._mix(out[:, None], state)

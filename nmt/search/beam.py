@@ -33,10 +33,7 @@ class Stepper(Protocol):
         """
 
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """Feed tokens (rows,); return log-probs (rows, V) and the next state.
-
-        The log-probs must be a new tensor: the search may modify it in place.
-        """
+        """Feed tokens (rows,); return log-probs (rows, V) and the next state."""
 
     def reorder(self, state: Any, index: Tensor) -> Any:
         """Keep rows `index` (rows',) of the state, in that order.
@@ -207,9 +204,6 @@ class _Search:
         leaf = first_tensor(state)
         device = leaf.device if leaf is not None else torch.device("cpu")
         self.forced = self.forced.to(device)
-        self.special_index = torch.tensor(
-            self.specials, dtype=torch.long, device=device
-        )
         scores = torch.zeros((n, 1), device=device)  # (N, 1)
         tokens = scores.new_zeros((n, 1, 0), dtype=torch.long)  # (N, 1, 0)
         beams = _Beams(torch.arange(n, device=device), scores, tokens, None)
@@ -229,12 +223,10 @@ class _Search:
     def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
         """Apply min_len, no_repeat_ngram and the forced prefix to (A*W, V) log-probs.
 
-        W is the number of rows per sentence (1 at the first step, then B); the
-        stepper's log-probs are modified in place.
+        W is the number of rows per sentence (1 at the first step, then B).
         """
-        log_probs.index_fill_(1, self.special_index, NEG_INF)
-        if step < self.cfg.min_len:
-            log_probs[:, self.stepper.eos_id] = NEG_INF
+        eos = [self.stepper.eos_id] if step < self.cfg.min_len else []
+        log_probs = scoring.forbid_tokens(log_probs, self.specials + eos)
         if self.cfg.no_repeat_ngram > 0:
             history = beams.tokens.reshape(log_probs.size(0), step)  # (A*W, t)
             log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)

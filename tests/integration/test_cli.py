@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PAIRS, REPO
+from tests.conftest import PAIRS, REPO, TINY_TRAIN
 
 
 def run(args, *, input_bytes=b"", timeout=120):
@@ -156,14 +156,7 @@ def test_train_cli_writes_run_dir(tiny_corpus, tmp_path):
             "-m",
             "nmt.train",
             f"data.root={tiny_corpus}",
-            "data.test_split=test",
-            "tokenizer.vocab_size=60",
-            "tokenizer.hard_vocab_limit=false",
-            "model.hidden_size=16",
-            "model.embed_size=8",
-            "train.max_steps=6",
-            "train.valid_every=3",
-            "train.threads=1",
+            *TINY_TRAIN,
             f"train.cache_dir={tmp_path}/c",
             f"hydra.run.dir={tmp_path}/run",
         ]

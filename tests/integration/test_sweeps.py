@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from nmt.config import EvaluateConfig, TrainConfig, register_configs
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_TRAIN
 
 CONF = REPO / "conf"
 register_configs()
@@ -34,16 +34,6 @@ LAUNCHERS = {
     "slurm": "hydra_plugins.hydra_submitit_launcher",
 }
 REQUIRED = {"config": [], "evaluate": ["ckpt=x.pt"]}  # MISSING fields
-TINY_TRAIN = [
-    "data.test_split=test",
-    "tokenizer.vocab_size=60",
-    "tokenizer.hard_vocab_limit=false",
-    "model.hidden_size=16",
-    "model.embed_size=8",
-    "train.max_steps=6",
-    "train.valid_every=3",
-    "train.threads=1",
-]
 
 
 def needs(module: str | None) -> None:
