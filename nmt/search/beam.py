@@ -220,13 +220,17 @@ class _Search:
             step += 1
         return [hyps[: self.cfg.nbest] for hyps in self.finished]
 
-    def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
-        """Apply min_len, no_repeat_ngram and the forced prefix to (A*W, V) log-probs.
-
-        W is the number of rows per sentence (1 at the first step, then B).
-        """
+    def _banned(self, step: int) -> list[int]:
+        """Tokens no row may take at this step: PAD, BOS, and EOS before min_len."""
         eos = [self.stepper.eos_id] if step < self.cfg.min_len else []
-        log_probs = scoring.forbid_tokens(log_probs, self.specials + eos)
+        return self.specials + eos
+
+    def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
+        """Apply no_repeat_ngram and the forced prefix to (A*W, V) log-probs.
+
+        W is the number of rows per sentence (1 at the first step, then B). The
+        `_banned` tokens are dropped later, from each row's best candidates only.
+        """
         if self.cfg.no_repeat_ngram > 0:
             history = beams.tokens.reshape(log_probs.size(0), step)  # (A*W, t)
             log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
@@ -247,9 +251,12 @@ class _Search:
         width, vocab = self.width, log_probs.size(1)
         k = min(2 * width, rows_per * vocab)
         # two-stage top-k (per row, then per sentence): a row's score is added to its
-        # own k best only, never to all (A, W, V) entries
-        per_row = min(k, vocab)
+        # own k best only, never to all (A, W, V) entries; the banned tokens are
+        # dropped from those candidates, so each row takes len(banned) extra
+        banned = self._banned(step)
+        per_row = min(k + len(banned), vocab)
         row_values, row_tokens = scoring.top_k_rows(log_probs, per_row)  # (A*W, k')
+        row_values = scoring.forbid_candidates(row_values, row_tokens, banned)
         row_values = row_values.view(a, rows_per, per_row) + beams.scores.unsqueeze(2)
         values, index = row_values.view(a, -1).topk(k, dim=1)  # (A, 2B)
         origin = index // per_row  # (A, 2B) row (beam) of each candidate

@@ -47,6 +47,29 @@ def forbid_tokens(log_probs: Tensor, token_ids: Sequence[int]) -> Tensor:
     return log_probs.index_fill(1, index, NEG_INF)
 
 
+def forbid_candidates(
+    values: Tensor, tokens: Tensor, token_ids: Sequence[int]
+) -> Tensor:
+    """Set the candidates whose token is one of `token_ids` to -inf.
+
+    `forbid_tokens` for a row's best candidates (from `top_k_rows`) instead of
+    its whole vocabulary: the k best allowed tokens of a row lie among its
+    k + len(token_ids) best.
+
+    Args:
+        values: (R, K) candidate scores.
+        tokens: (R, K) their token ids.
+        token_ids: vocabulary ids to forbid.
+
+    Returns:
+        (R, K) scores with the forbidden candidates at -inf.
+    """
+    if not token_ids:
+        return values
+    index = torch.tensor(list(token_ids), dtype=tokens.dtype, device=tokens.device)
+    return values.masked_fill(torch.isin(tokens, index), NEG_INF)
+
+
 def ban_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
     """Forbid every token that would repeat an n-gram already present in a row's history.
 

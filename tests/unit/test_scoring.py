@@ -10,6 +10,7 @@ import torch
 from nmt.search.scoring import (
     NEG_INF,
     ban_ngrams,
+    forbid_candidates,
     forbid_tokens,
     force_tokens,
     keep_top_k,
@@ -56,6 +57,26 @@ def test_forbid_tokens_sets_columns_without_touching_input():
     assert got.tolist() == [[-INF, 0.0, -INF, 0.0]] * 2
     assert log_probs.eq(0).all()
     assert forbid_tokens(log_probs, []) is log_probs
+
+
+def test_forbid_candidates_masks_by_token_not_position():
+    values = torch.tensor([[-1.0, -0.5, -2.0], [-0.25, -3.0, -2.0]])
+    tokens = torch.tensor([[4, 0, 7], [2, 4, 0]])
+    got = forbid_candidates(values, tokens, [0, 2])
+    assert got.tolist() == [[-1.0, -INF, -2.0], [-INF, -3.0, -INF]]
+    assert values[0, 1] == -0.5  # input untouched
+    assert forbid_candidates(values, tokens, []) is values
+
+
+def test_forbid_candidates_after_top_k_equals_forbid_then_top_k():
+    torch.manual_seed(0)
+    log_probs = torch.randn(6, 300).log_softmax(dim=1)
+    log_probs[:, 5] = 1.0  # a banned token that would win every row
+    banned, k = [5, 0, 9], 4
+    expected = forbid_tokens(log_probs, banned).topk(k, dim=1).values
+    values, tokens = top_k_rows(log_probs, k + len(banned))
+    got = forbid_candidates(values, tokens, banned).topk(k, dim=1).values
+    assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize(
