@@ -37,6 +37,9 @@ class TokenizerConfig:
     character_coverage: float = 1.0
     # spell unknown characters as UTF-8 byte pieces instead of <unk>
     byte_fallback: bool = False
+    # joint only: the target side keeps just the pieces its training text uses, so
+    # the output layer has no rows for source-only pieces (de+en 8k joint: ~4k left)
+    restrict_tgt: bool = True
     # 0 = train on all lines, else a random sample of this many (> 100) lines
     max_sentences: int = 0
     # False lets tiny corpora train with fewer pieces than vocab_size
@@ -81,7 +84,15 @@ class SentencePieceTokenizer:
         pieces = tuple(self._sp.id_to_piece(i) for i in range(4))
         if pieces != SPECIAL_PIECES:
             raise ValueError(f"special pieces {pieces} are not {SPECIAL_PIECES}")
-        self.vocab_size: int = self._sp.get_piece_size()
+        # a model from `restrict_pieces` marks the pieces it never uses as unused;
+        # ids are then positions among the used pieces (no gaps for the model)
+        size = self._sp.get_piece_size()
+        used = [i for i in range(size) if not self._sp.is_unused(i)]
+        self._piece_ids: list[int] | None = used if len(used) < size else None
+        self._ids = [UNK_ID] * size
+        for compact, piece_id in enumerate(used):
+            self._ids[piece_id] = compact
+        self.vocab_size: int = len(used)
 
     @classmethod
     def from_bytes(cls, model_proto: bytes) -> SentencePieceTokenizer:
@@ -94,15 +105,24 @@ class SentencePieceTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Subword ids of `text`, without BOS/EOS."""
-        return self._sp.encode(text)
+        ids = self._sp.encode(text)
+        return ids if self._piece_ids is None else [self._ids[i] for i in ids]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """`encode` for many lines at once (faster than a loop)."""
-        return self._sp.encode(list(texts))
+        rows = self._sp.encode(list(texts))
+        if self._piece_ids is None:
+            return rows
+        table = self._ids
+        return [[table[i] for i in ids] for ids in rows]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; stops at the first EOS and skips PAD/BOS."""
-        return self._sp.decode(_strip_specials(ids))
+        ids = _strip_specials(ids)
+        if self._piece_ids is not None:
+            pieces, size = self._piece_ids, len(self._piece_ids)
+            ids = [pieces[i] if 0 <= i < size else UNK_ID for i in ids]
+        return self._sp.decode(ids)
 
     def _unknown_text(self, text: str) -> str:
         ids, pieces = self._sp.encode(text), self._sp.encode(text, out_type=str)
@@ -241,13 +261,47 @@ def build_tokenizers(
 ) -> tuple[SentencePieceTokenizer, SentencePieceTokenizer]:
     """(src, tgt) tokenizers trained on each side's text files, cached in `cache_dir`.
 
-    With `cfg.joint`: one model on both sides, returned twice (the same object)."""
+    With `cfg.joint`: one model on both sides, returned twice (the same object),
+    or with `cfg.restrict_tgt` the target side limited to the pieces of its own
+    training text (`restrict_pieces`)."""
     if cfg.joint:
         joint = train_sentencepiece([*src_files, *tgt_files], cfg, cache_dir)
         tokenizer = SentencePieceTokenizer(joint)
-        return tokenizer, tokenizer
+        if not cfg.restrict_tgt:
+            return tokenizer, tokenizer
+        return tokenizer, SentencePieceTokenizer(restrict_pieces(joint, tgt_files))
     src = SentencePieceTokenizer(train_sentencepiece(src_files, cfg, cache_dir))
     return src, SentencePieceTokenizer(train_sentencepiece(tgt_files, cfg, cache_dir))
+
+
+def restrict_pieces(model_proto: bytes, files: Sequence[Path]) -> bytes:
+    """The model with every normal piece that never occurs in `files` marked unused.
+
+    SentencePiece never segments into unused pieces, so text is encoded with the
+    pieces of `files` only; `files` themselves encode exactly as before (their
+    best segmentations use only those pieces). Special and byte pieces are kept.
+    Editing the model needs protobuf (sentencepiece's own `sentencepiece_model_pb2`).
+
+    Args:
+        model_proto: a serialized SentencePiece model (e.g. a joint one).
+        files: UTF-8 text files, one sentence per line (e.g. the target side).
+
+    Returns:
+        The serialized restricted model (for `SentencePieceTokenizer`).
+    """
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    seen: set[int] = set()
+    for ids in processor.encode(list(_lines(files))):
+        seen.update(ids)
+    model = model_pb2.ModelProto()
+    model.ParseFromString(model_proto)
+    kinds = model_pb2.ModelProto.SentencePiece
+    for i, piece in enumerate(model.pieces):
+        if piece.type == kinds.NORMAL and i not in seen:
+            piece.type = kinds.UNUSED
+    return model.SerializeToString()
 
 
 class CharTokenizer:

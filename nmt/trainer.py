@@ -79,8 +79,11 @@ class Trainer(TrainingLoop):
             self.tgt_tok = SentencePieceTokenizer.from_bytes(toks["tgt"])
         else:
             src_files, tgt_files = self._tokenizer_inputs(train)
+            tok_cfg = self.cfg.tokenizer
+            if self.cfg.model.share_embeddings:  # one embedding: one vocabulary
+                tok_cfg = dataclasses.replace(tok_cfg, restrict_tgt=False)
             self.src_tok, self.tgt_tok = build_tokenizers(
-                src_files, tgt_files, self.cfg.tokenizer, Path(self.loop.cache_dir)
+                src_files, tgt_files, tok_cfg, Path(self.loop.cache_dir)
             )
         self.train_data = ParallelData(
             *train, self.src_tok, self.tgt_tok, max_len=d.max_len

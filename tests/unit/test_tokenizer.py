@@ -144,10 +144,41 @@ def test_byte_fallback_round_trips_emoji(corpus: tuple[Path, Path], tmp_path: Pa
 
 
 # -- training and cache ----------------------------------------------------------
-def test_joint_returns_one_model_twice(corpus: tuple[Path, Path], tmp_path: Path):
-    src_tok, tgt_tok = build_tokenizers([corpus[0]], [corpus[1]], TINY, tmp_path / "c")
+def test_joint_unrestricted_returns_one_model_twice(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg = dataclasses.replace(TINY, restrict_tgt=False)
+    src_tok, tgt_tok = build_tokenizers([corpus[0]], [corpus[1]], cfg, tmp_path / "c")
     assert src_tok is tgt_tok
     assert UNK_ID not in src_tok.encode("Hund dog")
+
+
+def test_restricted_target_keeps_only_its_own_pieces(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    joint, tgt = build_tokenizers([corpus[0]], [corpus[1]], TINY, tmp_path / "c")
+    assert joint is not tgt and joint.to_bytes() != tgt.to_bytes()
+    en = [en for _, en in PAIRS]
+    seen = {i for line in en for i in joint.encode(line)}
+    assert tgt.vocab_size == 4 + len(seen - {0, 1, 2, 3}) < joint.vocab_size
+    for line in en:  # target training text: the same pieces, renumbered 0..V'-1
+        ids = tgt.encode(line)
+        assert max(ids) < tgt.vocab_size and UNK_ID not in ids
+        pieces = [joint.decode([i]) for i in joint.encode(line)]
+        assert [tgt.decode([i]) for i in ids] == pieces
+        assert tgt.decode(ids) == joint.decode(joint.encode(line))
+    assert tgt.encode_batch(en) == [tgt.encode(line) for line in en]
+    # other text is spelled with target pieces only (smaller ones, or <unk>)
+    word = "spielen"  # a German piece, English letters
+    assert len(tgt.encode(word)) > len(joint.encode(word))
+    assert all(0 <= i < tgt.vocab_size for i in tgt.encode(word))
+    assert tgt.decode(tgt.encode(word)) == word
+    again = SentencePieceTokenizer.from_bytes(tgt.to_bytes())
+    assert again.vocab_size == tgt.vocab_size
+    assert again.encode(en[0]) == tgt.encode(en[0])
+    assert pickle.loads(pickle.dumps(tgt)).encode(en[1]) == tgt.encode(en[1])
+    assert tgt.decode([BOS_ID, *tgt.encode(en[0]), EOS_ID, 5]) == en[0]
+    assert tgt.decode([tgt.vocab_size + 3]).strip() == "\u2047"  # out of range: unk
 
 
 def test_separate_models_per_side(corpus: tuple[Path, Path], tmp_path: Path) -> None:
