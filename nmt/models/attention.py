@@ -70,11 +70,39 @@ class AdditiveAttention(Attention):
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         q = 2.0 * self.query_proj(query).float()  # (N, T, A)
-        energy = (q[:, :, None, :] + keys[:, None, :, :]).sigmoid_()  # (N, T, S, A)
         v = self.v.weight.float()  # (1, A)
-        with torch.autocast(device_type=energy.device.type, enabled=False):
-            scores = (energy @ (2.0 * v).t()).squeeze(-1)  # (N, T, S)
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            if torch.is_grad_enabled():
+                energy = (q[:, :, None, :] + keys[:, None, :, :]).sigmoid_()
+                scores = (energy @ (2.0 * v).t()).squeeze(-1)  # (N, T, S)
+            else:
+                scores = _additive_scores(q, keys, 2.0 * v.t())
         return scores - v.sum()  # v^T (2 sigmoid(2x) - 1)
+
+
+# energy elements per chunk in `_additive_scores`: 1 MiB of float32 stays in a
+# core's cache, where the add, sigmoid and product run ~2x faster than on the
+# whole (N, T, S, A) tensor (measured at 320 beam rows x 35 source positions)
+ENERGY_CHUNK = 1 << 18
+
+
+def _additive_scores(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
+    """v^T sigmoid(q + k) without gradients, a few sentences at a time.
+
+    q (N, T, A), keys (N, S, A), v (A, 1) float32 -> scores (N, T, S); one energy
+    buffer (n, T, S, A) is reused for every chunk of n sentences.
+    """
+    n, steps, size = q.shape
+    src = keys.size(1)
+    per = max(1, ENERGY_CHUNK // max(1, steps * src * size))  # sentences per chunk
+    scores = q.new_empty(n, steps, src, 1)
+    buffer = q.new_empty(min(per, n), steps, src, size)
+    for start in range(0, n, per):
+        stop = min(n, start + per)
+        energy = buffer[: stop - start]  # (n', T, S, A)
+        torch.add(q[start:stop, :, None], keys[start:stop, None], out=energy)
+        torch.matmul(energy.sigmoid_(), v, out=scores[start:stop])
+    return scores.squeeze(-1)  # (N, T, S)
 
 
 class DotAttention(Attention):

@@ -88,6 +88,25 @@ def test_decoder_outputs_padding_invariant(attention, feeding):
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("chunk", [1, 40, 1 << 18])
+def test_additive_scores_in_chunks_equal_the_tanh_form(chunk, monkeypatch):
+    from nmt.models import attention as attention_module
+
+    monkeypatch.setattr(attention_module, "ENERGY_CHUNK", chunk)
+    torch.manual_seed(0)
+    attn = build_attention("bahdanau", query_size=8, memory_size=8, attn_size=6)
+    query, memory = torch.randn(5, 3, 8), torch.randn(5, 7, 8)
+    with torch.no_grad():
+        got = attn.score(query, attn.project_keys(memory))  # chunked: no grad
+        energy = torch.tanh(
+            attn.query_proj(query)[:, :, None] + attn.key_proj(memory)[:, None]
+        )
+        expected = attn.v(energy).squeeze(-1)  # (N, T, S) Bahdanau eq. 6
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    with_grad = attn.score(query, attn.project_keys(memory))  # whole-tensor path
+    torch.testing.assert_close(with_grad.detach(), expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kind", ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
 )
