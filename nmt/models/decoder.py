@@ -45,6 +45,15 @@ class DecoderState(NamedTuple):
         return self.hidden.size(0) // max(1, self.memory.size(0))
 
 
+class _StepWeights(NamedTuple):
+    """Weight pieces of `RNNDecoder._step_projected` (G0 layer-0 gates)."""
+
+    emb_in: Tensor  # (G0, E) layer 0's embedding columns ((0, E) for Luong)
+    read: Tensor  # (R, H [+ E]) readout columns for [h; e] (no e with tables)
+    emb_gates: Tensor | None  # (V, G0) E W_emb^T + b_ih, or None
+    emb_read: Tensor | None  # (V, R) E W_read_e^T, or None
+
+
 class RNNDecoder(nn.Module):
     """Embedding -> RNN (+attention) -> readout features (N, T, R)."""
 
@@ -95,7 +104,7 @@ class RNNDecoder(nn.Module):
         )
         self.readout_size = readout_size
         self.embed_size, self.context_size = embed, context
-        self._cached: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+        self._cached: tuple[tuple, _StepWeights] | None = None
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
     def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -190,25 +199,43 @@ class RNNDecoder(nn.Module):
         parts.append(self.readout.weight[:, h : h + m])
         return nn.functional.linear(memory, torch.cat(parts))
 
-    def _step_weights(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Layer 0's input weights without the context columns (G0, E) (empty
-        unless Bahdanau) and the readout's (R, H [+ E]); cached (in the autocast
-        dtype) while the parameters are unchanged and no gradient is needed."""
-        params = (self.rnn.weight_ih_l0, self.readout.weight)
+    def _step_weights(self, device: torch.device) -> _StepWeights:
+        """The step's pieces of layer 0's input weights and of the readout, cast to
+        the autocast dtype; cached while the parameters are unchanged and no
+        gradient is needed. Without gradients and dropout (a search), the target
+        embedding's share of both (Bahdanau flow) comes as per-token tables."""
+        params = (
+            self.rnn.weight_ih_l0,
+            self.rnn.bias_ih_l0,
+            self.readout.weight,
+            self.readout.bias,
+            self.embedding.weight,
+        )
         kind = device.type
         dtype = (
             torch.get_autocast_dtype(kind)
             if torch.is_autocast_enabled(kind)
             else params[0].dtype
         )
-        key = (*((p.data_ptr(), p._version) for p in params), dtype)
+        tabled = self.before and not self.training and not torch.is_grad_enabled()
+        key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled)
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
-        w_ih, w_read = params
+        w_ih, b_ih, w_read, b_read, table = params
         emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]
-        read = [w_read[:, :h]] + ([w_read[:, h + m :]] if self.before else [])
-        pieces = (emb_in.to(dtype).contiguous(), torch.cat(read, 1).to(dtype))
+        emb_read = w_read[:, h + m :] if self.before else w_read[:, :0]
+        read = [w_read[:, :h]] + ([] if tabled else [emb_read])
+        pieces = _StepWeights(
+            emb_in.to(dtype).contiguous(), torch.cat(read, 1).to(dtype), None, None
+        )
+        if tabled:  # (V, G0) and (V, R) float32: E[token] W^T (+ b), looked up
+            linear, table = nn.functional.linear, table.float()
+            with torch.autocast(kind, enabled=False):
+                pieces = pieces._replace(
+                    emb_gates=linear(table, emb_in.float(), b_ih.float()),
+                    emb_read=linear(table, emb_read.float()),
+                )
         if not torch.is_grad_enabled():
             self._cached = (key, pieces)
         return pieces
@@ -244,13 +271,20 @@ class RNNDecoder(nn.Module):
         self, tokens: Tensor, state: DecoderState
     ) -> tuple[Tensor, DecoderState]:
         """`step` with state.values from `project_memory`; same result."""
-        emb = self.dropout(self.embedding(tokens))  # (N, E)
-        w_emb, w_read = self._step_weights(emb.device)
+        pieces = self._step_weights(tokens.device)
+        w_emb, w_read = pieces.emb_in, pieces.read
         linear = nn.functional.linear
+        if pieces.emb_gates is not None:  # the embedding's share by lookup
+            emb = None
+            gates = pieces.emb_gates[tokens]  # (N, G0)
+        else:
+            emb = self.dropout(self.embedding(tokens))  # (N, E)
         if self.before:
             weights, mixed = self._mix(self._top(state.hidden)[:, None], state)
             gate_size = w_emb.size(0)
-            x = linear(emb, w_emb, self.rnn.bias_ih_l0) + mixed[:, :gate_size]
+            if emb is not None:
+                gates = linear(emb, w_emb, self.rnn.bias_ih_l0)
+            x = gates + mixed[:, :gate_size]
             layers = []
             for layer in range(self.rnn.num_layers):
                 if layer > 0:
@@ -267,8 +301,12 @@ class RNNDecoder(nn.Module):
                 layers.append(self._cell(layer, x, state.hidden[:, layer]))
             hidden = torch.stack(layers, dim=1)  # (N, L, H*)
             out = self._top(hidden)  # (N, H)
-            read_in = torch.cat([out, emb.to(out.dtype)], 1)  # (N, H + E)
             mixed = mixed[:, gate_size:]  # (N, R) the readout's share
+            if emb is None:
+                read_in = out
+                mixed = mixed + pieces.emb_read[tokens]  # (N, R)
+            else:
+                read_in = torch.cat([out, emb.to(out.dtype)], 1)  # (N, H + E)
         else:
             x = self._luong_input(emb[:, None], state)  # (N, 1, E*)
             out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # (N, 1, H)

@@ -268,10 +268,10 @@ class _Search:
         finite, is_eos = values > NEG_INF, tokens == self.stepper.eos_id  # (A, 2B)
         history = _extend(beams.attention, attention)  # (A*W, t+1, S) or None
         in_top = torch.arange(k, device=values.device) < width  # (2B,) fairseq rule
-        for i, j in (finite & is_eos & in_top).nonzero().tolist():
-            row = i * rows_per + int(origin[i, j])
-            attn = None if history is None else history[row, :step]  # (t, S)
-            self._add(beams, row, float(values[i, j]), attn, ended=True)
+        ends = (finite & is_eos & in_top).nonzero()  # (F, 2) EOS candidates
+        if ends.numel() > 0:
+            i, j = ends.unbind(1)
+            self._add(beams, i * rows_per + origin[i, j], values[i, j], history, True)
         live = finite & ~is_eos  # (A, 2B)
         dead_last = torch.sort((~live).to(torch.uint8), dim=1, stable=True)
         pick = dead_last.indices[:, :width]  # (A, B) best B live candidates first
@@ -284,15 +284,16 @@ class _Search:
         attention = None if history is None else history[rows]  # (A*B, t+1, S)
         moved = _Beams(beams.sentences, scores, new_tokens, attention)  # (A, B, t+1)
         done = self._close(beams, moved, stuck=~finite.any(dim=1), step=step)  # (A,)
+        if not bool(done.any()):  # nobody left: no copies
+            return moved, rows
         return moved.select(~done), rows.view(a, width)[~done].view(-1)
 
     def _finalize_live(self, beams: _Beams, a: int) -> None:
         """Finish the live (finite) beams of sentence a as they are, without EOS."""
-        for b, log_prob in enumerate(beams.scores[a].tolist()):
-            row = a * beams.scores.size(1) + b
-            attn = None if beams.attention is None else beams.attention[row]  # (t, S)
-            if log_prob > NEG_INF:
-                self._add(beams, row, log_prob, attn, ended=False)
+        scores = beams.scores[a]  # (W,)
+        live = (scores > NEG_INF).nonzero().squeeze(1)  # (W',)
+        rows = a * beams.scores.size(1) + live
+        self._add(beams, rows, scores[live], beams.attention, ended=False)
 
     def _close(self, old: _Beams, new: _Beams, stuck: Tensor, step: int) -> Tensor:
         """Finalise and flag (A,) the sentences that are done after this step."""
@@ -327,22 +328,36 @@ class _Search:
         return best / largest <= hyps[self.cfg.nbest - 1].score
 
     def _add(
-        self, beams: _Beams, row: int, log_prob: float, attn: Tensor | None, ended: bool
+        self,
+        beams: _Beams,
+        rows: Tensor,
+        log_probs: Tensor,
+        history: Tensor | None,
+        ended: bool,
     ) -> None:
-        """Finish beam `row` (a*B + b) with total `log_prob`; keep the best B, sorted.
+        """Finish the beams `rows` (F,) (row a*W + b) with totals `log_probs` (F,).
 
-        |Y| in the length penalty counts the EOS when the hypothesis `ended` with it.
+        Each sentence keeps its best B, sorted. `history` (A*W, t', S) holds the
+        attention of the rows; their first t (the tokens') steps are kept. |Y| in
+        the length penalty counts the EOS when the hypotheses `ended` with it.
         """
-        a, b = divmod(row, beams.scores.size(1))
-        n, tokens = int(beams.sentences[a]), tuple(beams.tokens[a, b].tolist())
-        src = self.src_lengths[n]
-        if attn is not None:
-            attn = (attn[:, :src] if src > 0 else attn).clone()
-        score = log_prob / self.penalty[len(tokens) + ended]
-        hyps = self.finished[n]
-        hyps.append(Hypothesis(tokens, log_prob, score, attn))
-        hyps.sort(key=lambda h: -h.score)  # stable: earlier hypotheses win ties
-        del hyps[self.width :]
+        width, steps = beams.scores.size(1), beams.tokens.size(2)
+        sentences = beams.sentences[rows // width].tolist()
+        tokens = beams.tokens.flatten(0, 1)[rows].tolist()  # (F, t)
+        attention = None if history is None else history[rows, :steps]  # (F, t, S)
+        penalty = self.penalty[steps + ended]
+        for f, log_prob in enumerate(log_probs.tolist()):
+            n, score = sentences[f], log_prob / penalty
+            hyps = self.finished[n]
+            if len(hyps) >= self.width and score <= hyps[-1].score:
+                continue  # would be cut at once (ties: the earlier one stays)
+            attn = None
+            if attention is not None:
+                src = self.src_lengths[n]
+                attn = (attention[f, :, :src] if src > 0 else attention[f]).clone()
+            hyps.append(Hypothesis(tuple(tokens[f]), log_prob, score, attn))
+            hyps.sort(key=lambda h: -h.score)  # stable: earlier hypotheses win ties
+            del hyps[self.width :]
 
 
 def _extend(history: Tensor | None, attention: Tensor | None) -> Tensor | None:
