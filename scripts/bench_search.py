@@ -24,6 +24,7 @@ from nmt.runtime import pick_device, set_threads
 from nmt.search import BeamConfig
 
 SETTINGS = [(1, 64), (2, 64), (5, 64), (10, 64), (20, 64), (1, 1), (5, 1)]
+QUICK = [(1, 64), (5, 64), (5, 1)]
 
 
 def main() -> None:
@@ -35,7 +36,11 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--len-penalty", type=float, default=1.0)
     p.add_argument("--rounds", type=int, default=2, help="timings per setting (best)")
+    p.add_argument(
+        "--quick", action="store_true", help="only B=1/64, B=5/64 and B=5/1 (ratios)"
+    )
     args = p.parse_args()
+    settings = [s for s in SETTINGS if s in QUICK] if args.quick else SETTINGS
     threads = set_threads(args.threads)
     translator, cfg = load_translator(
         args.ckpt, device=pick_device("auto"), precision=args.precision
@@ -47,7 +52,7 @@ def main() -> None:
     best: dict[tuple[int, int], float] = {}
     hyps: dict[tuple[int, int], list[str]] = {}
     for round_ in range(args.rounds):
-        for beam, batch in SETTINGS:
+        for beam, batch in settings:
             search = BeamConfig(
                 beam_size=beam,
                 batch_size=batch,

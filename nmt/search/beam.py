@@ -278,10 +278,11 @@ class _Search:
         scores = values.gather(1, pick).masked_fill(~live.gather(1, pick), NEG_INF)
         base = torch.arange(a, device=values.device).unsqueeze(1) * rows_per  # (A, 1)
         rows = (base + origin.gather(1, pick)).view(-1)  # (A*B,)
-        old_tokens = beams.tokens.reshape(a * rows_per, step)[rows]  # (A*B, t)
+        old_tokens = beams.tokens.reshape(a * rows_per, step).index_select(0, rows)
         new_tokens = torch.cat([old_tokens, tokens.gather(1, pick).view(-1, 1)], dim=1)
         new_tokens = new_tokens.view(a, width, step + 1)  # (A, B, t+1)
-        attention = None if history is None else history[rows]  # (A*B, t+1, S)
+        # (A*B, t+1, S) attention history of the surviving beams
+        attention = None if history is None else history.index_select(0, rows)
         moved = _Beams(beams.sentences, scores, new_tokens, attention)  # (A, B, t+1)
         done = self._close(beams, moved, stuck=~finite.any(dim=1), step=step)  # (A,)
         if not bool(done.any()):  # nobody left: no copies

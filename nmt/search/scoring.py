@@ -198,15 +198,13 @@ def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]
     """
     rows, vocab = scores.shape
     chunks = vocab // chunk
-    if chunks < 4 * k or vocab < 2048:
+    if chunks < 8 * k or vocab < 2048:  # few chunks: plain topk is faster
         return scores.topk(k, dim=1)
     body = scores[:, : chunks * chunk].unflatten(1, (chunks, chunk))  # (R, C, L)
     best = body.amax(dim=2).topk(k, dim=1).indices  # (R, k) chunk ids
-    pool = body.gather(1, best.unsqueeze(2).expand(-1, -1, chunk))  # (R, k, L)
-    pool = torch.cat([pool.flatten(1), scores[:, chunks * chunk :]], dim=1)
-    values, where = pool.topk(k, dim=1)  # (R, k) positions in the pool
-    in_body = where < k * chunk
-    body_index = best.gather(1, (where // chunk).clamp(max=k - 1)) * chunk
-    body_index += where % chunk
-    tail_index = where - k * chunk + chunks * chunk
-    return values, torch.where(in_body, body_index, tail_index)
+    offsets = torch.arange(chunk, device=scores.device)  # (L,)
+    columns = (best.unsqueeze(2) * chunk + offsets).flatten(1)  # (R, k*L)
+    tail = torch.arange(chunks * chunk, vocab, device=scores.device)  # (V - C*L,)
+    columns = torch.cat([columns, tail.expand(rows, -1)], dim=1)  # (R, k*L + tail)
+    values, where = scores.gather(1, columns).topk(k, dim=1)  # (R, k) in the pool
+    return values, columns.gather(1, where)
