@@ -74,6 +74,18 @@ def test_tiny_model_overfits_and_reproduces_targets(tiny_corpus, tmp_path):
     exact = sum(out == en for out, (_, en) in zip(outputs, PAIRS))
     assert exact >= 8, outputs
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    # joint vocabulary, target side restricted to the English pieces
+    tgt_vocab = translator.tgt_tok.vocab_size
+    assert tgt_vocab < translator.src_tok.vocab_size
+    assert translator.model.output.out_features == tgt_vocab
+
+
+def test_shared_embeddings_keep_the_whole_joint_vocabulary(tiny_corpus, tmp_path):
+    cfg = tiny_config(tiny_corpus, tmp_path / "cache")
+    cfg.model.share_embeddings = True
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.tgt_tok.vocab_size == trainer.src_tok.vocab_size
+    assert trainer.model.encoder.embedding is trainer.model.decoder.embedding
 
 
 class Killed(Exception):

@@ -159,12 +159,20 @@ def test_projected_step_follows_weight_updates_and_autocast():
         before = first_step(True)
         model.decoder.rnn.weight_ih_l0.mul_(0.5)  # in place: bumps _version
         model.decoder.readout.weight.add_(0.1)
+        model.decoder.embedding.weight.mul_(1.5)  # the per-token tables follow
         after = first_step(True)
         assert not torch.allclose(before, after)
         torch.testing.assert_close(after, first_step(False), atol=1e-5, rtol=1e-4)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast, plain = first_step(True), first_step(False)
         torch.testing.assert_close(fast, plain, atol=0.1, rtol=0.05)
+
+
+def test_tanh_as_sigmoid_matches_tanh():
+    from nmt.models.decoder import _tanh
+
+    x = torch.linspace(-30, 30, 2001)
+    torch.testing.assert_close(_tanh(x), torch.tanh(x), atol=2e-7, rtol=0)
 
 
 def test_init_state_tiles_rows_not_memory():
