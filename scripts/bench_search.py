@@ -7,7 +7,8 @@ Translates the split with each (B, batch) setting, prints sentences/s, BLEU and
 chrF per row, then the two ratios the search is held to: beam 5 vs greedy at
 batch 64 (>= 0.5) and beam 5 at batch 64 vs batch 1 (>= 10). The settings run in
 turn, `--rounds` times, and each keeps its best time, so a slow spell of a shared
-machine does not land on one setting only. Run it alone.
+machine does not land on one setting only; with `--chunk N` the settings take turns
+on every N lines, so drift within a round hits them alike. Run it alone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main() -> None:
     p.add_argument(
         "--quick", action="store_true", help="only B=1/64, B=5/64 and B=5/1 (ratios)"
     )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=0,
+        help="interleave: every setting translates each chunk of this many lines in "
+        "turn, so a slow spell of the machine hits all settings alike (0 = off)",
+    )
     args = p.parse_args()
     settings = [s for s in SETTINGS if s in QUICK] if args.quick else SETTINGS
     threads = set_threads(args.threads)
@@ -51,21 +59,33 @@ def main() -> None:
     translator.translate_best(src[:64], BeamConfig(beam_size=5))  # warm-up
     best: dict[tuple[int, int], float] = {}
     hyps: dict[tuple[int, int], list[str]] = {}
+    size = args.chunk or len(src)
+    chunks = [src[i : i + size] for i in range(0, len(src), size)]
     for round_ in range(args.rounds):
-        for beam, batch in settings:
-            search = BeamConfig(
-                beam_size=beam,
-                batch_size=batch,
-                len_penalty=args.len_penalty if beam > 1 else 0.0,
-            )
-            began = time.perf_counter()
-            hyps[beam, batch] = translator.translate_best(src, search)
-            took = time.perf_counter() - began
-            best[beam, batch] = min(took, best.get((beam, batch), took))
+        took = dict.fromkeys(settings, 0.0)
+        out: dict[tuple[int, int], list[str]] = {key: [] for key in settings}
+        for lines in chunks:
+            for beam, batch in settings:
+                search = BeamConfig(
+                    beam_size=beam,
+                    batch_size=batch,
+                    len_penalty=args.len_penalty if beam > 1 else 0.0,
+                )
+                began = time.perf_counter()
+                out[beam, batch] += translator.translate_best(lines, search)
+                took[beam, batch] += time.perf_counter() - began
+        for key in settings:
+            hyps[key] = out[key]
+            best[key] = min(took[key], best.get(key, took[key]))
             print(
-                f"round {round_ + 1}: B={beam:<2} batch={batch:<3} "
-                f"{len(src) / took:7.1f} sent/s",
+                f"round {round_ + 1}: B={key[0]:<2} batch={key[1]:<3} "
+                f"{len(src) / took[key]:7.1f} sent/s",
                 flush=True,
+            )
+        if all(key in took for key in QUICK):  # this round's own ratios
+            greedy, beam5, single = (took[key] for key in QUICK)
+            print(
+                f"round {round_ + 1} ratios: {greedy / beam5:.2f}, {single / beam5:.1f}x"
             )
     rows = {
         key: (len(src) / took, corpus_scores(hyps[key], ref))
@@ -74,7 +94,9 @@ def main() -> None:
     print(
         f"\n{args.split}: {len(src)} sentences, torch {torch.__version__}, {threads} "
         f"threads, {translator.precision}, len_penalty {args.len_penalty} (B>1), "
-        f"best of {args.rounds} rounds\n"
+        f"best of {args.rounds} rounds"
+        + (f", settings interleaved per {size} lines" if args.chunk else "")
+        + "\n"
     )
     print("| B | batch | sentences/s | BLEU | chrF |")
     print("| --- | --- | --- | --- | --- |")
