@@ -89,8 +89,8 @@ class SentencePieceTokenizer:
         size = self._sp.get_piece_size()
         used = [i for i in range(size) if not self._sp.is_unused(i)]
         self._piece_ids: list[int] | None = used if len(used) < size else None
-        self._ids = [UNK_ID] * size
-        for compact, piece_id in enumerate(used):
+        self._ids = [UNK_ID] * size  # piece id -> compact id (restricted models)
+        for compact, piece_id in enumerate(self._piece_ids or ()):
             self._ids[piece_id] = compact
         self.vocab_size: int = len(used)
 

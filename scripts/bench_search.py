@@ -48,7 +48,7 @@ def main() -> None:
         "turn, so a slow spell of the machine hits all settings alike (0 = off)",
     )
     args = p.parse_args()
-    settings = [s for s in SETTINGS if s in QUICK] if args.quick else SETTINGS
+    settings = QUICK if args.quick else SETTINGS
     threads = set_threads(args.threads)
     translator, cfg = load_translator(
         args.ckpt, device=pick_device("auto"), precision=args.precision

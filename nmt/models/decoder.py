@@ -214,7 +214,6 @@ class RNNDecoder(nn.Module):
             self.rnn.weight_ih_l0,
             self.rnn.bias_ih_l0,
             self.readout.weight,
-            self.readout.bias,
             self.embedding.weight,
         )
         kind = device.type
@@ -228,7 +227,7 @@ class RNNDecoder(nn.Module):
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
-        w_ih, b_ih, w_read, b_read, table = params
+        w_ih, b_ih, w_read, table = params
         emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]
         emb_read = w_read[:, h + m :] if self.before else w_read[:, :0]
         read = [w_read[:, :h]] + ([] if tabled else [emb_read])
@@ -281,16 +280,16 @@ class RNNDecoder(nn.Module):
         pieces = self._step_weights(tokens.device)
         w_emb, w_read = pieces.emb_in, pieces.read
         linear = nn.functional.linear
-        if pieces.emb_gates is not None:  # the embedding's share by lookup
-            emb = None
-            gates = pieces.emb_gates.index_select(0, tokens)  # (N, G0)
-        else:
-            emb = self.dropout(self.embedding(tokens))  # (N, E)
+        tabled = pieces.emb_gates is not None  # the embedding's share by lookup
+        emb = None if tabled else self.dropout(self.embedding(tokens))  # (N, E)
         if self.before:
             weights, mixed = self._mix(self._top(state.hidden)[:, None], state)
             gate_size = w_emb.size(0)
-            if emb is not None:
-                gates = linear(emb, w_emb, self.rnn.bias_ih_l0)
+            gates = (  # (N, G0)
+                pieces.emb_gates.index_select(0, tokens)
+                if tabled
+                else linear(emb, w_emb, self.rnn.bias_ih_l0)
+            )
             x = gates + mixed[:, :gate_size]
             layers = []
             for layer in range(self.rnn.num_layers):
@@ -309,7 +308,7 @@ class RNNDecoder(nn.Module):
             hidden = torch.stack(layers, dim=1)  # (N, L, H*)
             out = self._top(hidden)  # (N, H)
             mixed = mixed[:, gate_size:]  # (N, R) the readout's share
-            if emb is None:
+            if tabled:
                 read_in = out
                 mixed = mixed + pieces.emb_read.index_select(0, tokens)  # (N, R)
             else:
