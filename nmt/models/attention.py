@@ -2,7 +2,8 @@
 
 Shapes: N sentences (rows), T query steps, S source positions, M memory size,
 H query size, A attention size. Keys are projected once per batch by
-`project_keys`; `forward` only scores queries against them.
+`project_keys`; `forward` only scores queries against them. A search also asks
+once per batch for `prepare(keys)` and then scores with `prepared_weights`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ class Attention(nn.Module):
 
     def weights(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
         """query (N, T, H), keys (N, S, K), mask (N, S) -> weights (N, T, S) float32."""
-        scores = self.score(query, keys).float()  # (N, T, S)
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-        return torch.softmax(scores, dim=-1)
+        return _masked_softmax(self.score(query, keys), mask)
+
+    def prepare(self, keys: Tensor) -> Tensor:
+        """keys (N, S, K) -> per-sentence tensor (N, S, ·) that `prepared_weights`
+        reuses at every search step; (N, S, 0) when the attention needs none."""
+        return keys[:, :, :0]
+
+    def prepared_weights(
+        self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
+    ) -> Tensor:
+        """`weights` without gradients, given `prepare(keys)` too (same result)."""
+        return self.weights(query, keys, mask)
 
     def forward(
         self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
@@ -69,7 +79,10 @@ class AdditiveAttention(Attention):
         return 2.0 * self.key_proj(memory).float()
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        q = 2.0 * self.query_proj(query).float()  # (N, T, A)
+        return self._score(2.0 * self.query_proj(query).float(), keys)
+
+    def _score(self, q: Tensor, keys: Tensor) -> Tensor:
+        """q = 2 W_q query (N, T, A) float32, keys (N, S, A) -> scores (N, T, S)."""
         v = self.v.weight.float()  # (1, A)
         with torch.autocast(device_type=q.device.type, enabled=False):
             if torch.is_grad_enabled():
@@ -79,12 +92,65 @@ class AdditiveAttention(Attention):
                 scores = _additive_scores(q, keys, 2.0 * v.t())
         return scores - v.sum()  # v^T (2 sigmoid(2x) - 1)
 
+    def prepare(self, keys: Tensor) -> Tensor:
+        """exp(-keys) (N, S, A), or (N, S, 0) when some |key| > EXP_LIMIT."""
+        if keys.numel() == 0 or float(keys.abs().amax()) > EXP_LIMIT:
+            return keys[:, :, :0]
+        return torch.exp(-keys)
+
+    def prepared_weights(
+        self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
+    ) -> Tensor:
+        """With x = q + k (both doubled), 2 v_a sigmoid(x_a) = 1 / (c_a + p_a e_a)
+        for c = 1 / 2v, p = exp(-q) c, e = exp(-k) = `prepared`: a product, a sum
+        and a reciprocal per energy element instead of an exp. Needs |q|, |k| <=
+        EXP_LIMIT (else the sigmoid form); where c + p e overflows (tiny v or large
+        x) the term it drops is below float32's smallest normal number."""
+        q = 2.0 * self.query_proj(query).float()  # (N, T, A)
+        if prepared.size(-1) == 0 or float(q.abs().amax()) > EXP_LIMIT:
+            return _masked_softmax(self._score(q, keys), mask)
+        v = self.v.weight.float()[0]  # (A,)
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            inverse = 1.0 / (2.0 * v)  # (A,) +-inf where v is +-0: the term is 0
+            scores = _exp_scores(torch.exp(-q) * inverse, prepared, inverse)
+        return _masked_softmax(scores - v.sum(), mask)
+
 
 # energy elements per chunk in `_additive_scores`: 4 MiB of float32 stays in the
 # cache, where the add, sigmoid and product run ~2x faster than on the whole
 # (N, T, S, A) tensor (2.6 vs 5.2 ms at 64 sentences x 5 beams x 35 positions;
 # smaller chunks lose it again to per-call overhead)
 ENERGY_CHUNK = 1 << 20
+
+
+# |q|, |k| up to this keep exp(-q), exp(-k) normal float32 numbers in
+# `prepared_weights` (e^80 = 5.5e34 < 3.4e38)
+EXP_LIMIT = 80.0
+
+
+def _masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """scores (N, T, S), mask (N, S) -> float32 softmax over the unmasked S."""
+    scores = scores.float().masked_fill(~mask[:, None, :], float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+def _exp_scores(p: Tensor, exp_keys: Tensor, c: Tensor) -> Tensor:
+    """sum_a 1 / (c_a + p_a e_a) without gradients, a few sentences at a time.
+
+    p (N, T, A), exp_keys e (N, S, A), c (A,) float32 -> (N, T, S); one buffer
+    (n, T, S, A) is reused for every chunk of n sentences, as in `_additive_scores`.
+    """
+    n, steps, size = p.shape
+    src = exp_keys.size(1)
+    per = max(1, ENERGY_CHUNK // max(1, steps * src * size))  # sentences per chunk
+    scores = p.new_empty(n, steps, src)
+    buffer = p.new_empty(min(per, n), steps, src, size)
+    for start in range(0, n, per):
+        stop = min(n, start + per)
+        terms = buffer[: stop - start]  # (n', T, S, A)
+        torch.addcmul(c, p[start:stop, :, None], exp_keys[start:stop, None], out=terms)
+        torch.sum(terms.reciprocal_(), dim=-1, out=scores[start:stop])
+    return scores
 
 
 def _additive_scores(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:

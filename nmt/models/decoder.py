@@ -28,7 +28,8 @@ class DecoderState(NamedTuple):
     (N*W, R) previous readout (input feeding) or (N*W, 0); attn (N*W, S) last
     attention weights ((N*W, 0) without attention). Per sentence, shared by its W
     rows (never tiled): memory (N, S, M), keys (N, S, K), mask (N, S) bool, and
-    values (N, S, G) from `RNNDecoder.project_memory` ((N, S, 0) when not used).
+    for a search values (N, S, G) from `RNNDecoder.project_memory` and prepared
+    (N, S, ·) from `Attention.prepare` ((N, S, 0) when not used).
     The W beams of a sentence attend as W queries of one attention call.
     """
 
@@ -39,6 +40,7 @@ class DecoderState(NamedTuple):
     keys: Tensor
     mask: Tensor
     values: Tensor
+    prepared: Tensor
 
     @property
     def width(self) -> int:
@@ -333,7 +335,9 @@ class RNNDecoder(nn.Module):
         rows = query.size(0)
         sentences = state.keys.size(0)
         grouped = query.reshape(sentences, -1, query.size(-1))  # (N, W, H)
-        weights = self.attention.weights(grouped, state.keys, state.mask)  # (N, W, S)
+        weights = self.attention.prepared_weights(  # (N, W, S)
+            grouped, state.keys, state.prepared, state.mask
+        )
         mixed = torch.bmm(weights.to(state.values.dtype), state.values)  # (N, W, G)
         return weights.reshape(rows, -1), mixed.reshape(rows, -1)
 

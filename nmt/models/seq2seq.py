@@ -110,8 +110,10 @@ class Seq2Seq(nn.Module):
             n, self.decoder.readout_size if self.decoder.feeds else 0
         )
         attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
-        values = enc.memory[:, :, :0]  # filled by init_state for searches
-        return DecoderState(hidden, feed, attn, enc.memory, keys, enc.mask, values)
+        unused = enc.memory[:, :, :0]  # values, prepared: filled by init_state
+        return DecoderState(
+            hidden, feed, attn, enc.memory, keys, enc.mask, unused, unused
+        )
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced readout features (N, T, R) for tgt_in (N, T)."""
@@ -136,13 +138,19 @@ class Seq2Seq(nn.Module):
         """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows.
 
         Only the per-row tensors are tiled; memory and keys stay (N, S, ·), and
-        keys and the context's share of the decoder's linear maps (values) are
-        projected once here, not at every step.
+        keys, the context's share of the decoder's linear maps (values) and what
+        the attention prepares from the keys are computed once here, not at every
+        step.
         """
         src, src_lengths = inputs
         state = self.encode(src, src_lengths)
+        attention = self.decoder.attention
+        prepared = (
+            state.prepared if attention is None else attention.prepare(state.keys)
+        )
         return state._replace(
             values=self.decoder.project_memory(state.memory),  # (N, S, G)
+            prepared=prepared,  # (N, S, ·)
             hidden=state.hidden.repeat_interleave(width, dim=0),  # (N*W, L, H*)
             feed=state.feed.repeat_interleave(width, dim=0),  # (N*W, R)
             attn=state.attn.repeat_interleave(width, dim=0),  # (N*W, S)
@@ -175,6 +183,7 @@ class Seq2Seq(nn.Module):
             keys=state.keys.index_select(0, sentences),
             mask=state.mask.index_select(0, sentences),
             values=state.values.index_select(0, sentences),
+            prepared=state.prepared.index_select(0, sentences),
         )
 
     def attention(self, state: DecoderState) -> Tensor | None:

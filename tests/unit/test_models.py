@@ -107,6 +107,31 @@ def test_additive_scores_in_chunks_equal_the_tanh_form(chunk, monkeypatch):
     torch.testing.assert_close(with_grad.detach(), expected, atol=1e-5, rtol=1e-5)
 
 
+# (memory, query) scales: small; |k|, |q| ~ 50 (exp products overflow, benignly);
+# |q| and then |k| past EXP_LIMIT (the sigmoid form)
+@pytest.mark.parametrize("scales", [(1, 1), (15, 15), (1, 40), (200, 1)])
+@pytest.mark.parametrize("kind", ["bahdanau", "luong_general"])
+def test_prepared_weights_equal_weights(kind, scales):
+    """The search's weights from keys prepared once per batch (additive: exp(-k),
+    a reciprocal per element) equal `weights`, also for v entries that are 0 or
+    tiny and for energies large enough to overflow, where it falls back."""
+    torch.manual_seed(0)
+    attn = build_attention(kind, query_size=8, memory_size=8, attn_size=6)
+    with torch.no_grad():
+        if kind == "bahdanau":
+            attn.v.weight[0, :2] = torch.tensor([0.0, 1e-30])
+        query = torch.randn(4, 5, 8) * scales[1]
+        memory = torch.randn(4, 7, 8) * scales[0]
+        mask = torch.arange(7)[None, :] < torch.tensor([[7], [3], [1], [5]])
+        keys = attn.project_keys(memory)
+        prepared = attn.prepare(keys)
+        assert prepared.shape[:2] == (4, 7)
+        got = attn.prepared_weights(query, keys, prepared, mask)
+        expected = attn.weights(query, keys, mask)
+    assert torch.isfinite(got[mask[:, None].expand_as(got)]).all()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize(
     "kind", ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
 )
