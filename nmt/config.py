@@ -48,7 +48,7 @@ class EvaluateConfig:
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     search: BeamConfig = field(default_factory=BeamConfig)
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16
+    precision: str = "auto"  # auto | fp32 | bf16 | int8 (int8 decoder maps, CPU)
     threads: int = 0  # torch threads; 0 = all available cores
     # translations are written here (default: <run dir>/hyp.<split>.<tgt>)
     output: str = ""

@@ -62,7 +62,7 @@ def _translator(
 
     model, src_tok, tgt_tok, cfg = _rebuild(path, build)
     model.eval()
-    precision = resolve_precision(precision, device)
+    precision = resolve_precision(precision, device, int8=True)
     translator = Translator(model, src_tok, tgt_tok, device=device, precision=precision)
     return translator, cfg
 

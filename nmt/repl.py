@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="history file ('' = keep history in memory only)",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto | fp32 | bf16 | int8 (translation models on a CPU)",
+    )
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads (0 = all cores)"
     )

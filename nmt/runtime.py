@@ -8,6 +8,8 @@ import random
 
 import torch
 
+from nmt.models.int8 import int8_available
+
 
 def available_cores() -> int:
     """Cores this process may run on (respects taskset/cgroup affinity)."""
@@ -48,18 +50,32 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+)."""
+def resolve_precision(
+    precision: str, device: torch.device, *, int8: bool = False
+) -> str:
+    """ "auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+).
+
+    "int8" (translation decoding on a CPU, when `int8` says the caller offers it)
+    is the int8 output layer with the rest as "auto" would run it.
+    """
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "int8" and int8:
+        if not int8_available(device):
+            raise ValueError(
+                f"precision int8 needs a CPU with a quantized engine, not {device}"
+            )
+        return precision
+    choices = "auto, fp32, bf16" + (" or int8" if int8 else " (int8: translation only)")
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, not '{precision}'")
+        raise ValueError(f"precision must be {choices}, not '{precision}'")
     return precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast context for `precision == "bf16"`, else a no-op."""
-    if precision == "bf16":
+    """bf16 autocast context for "bf16" (and "int8" where bf16 is native), else a
+    no-op."""
+    if precision == "bf16" or (precision == "int8" and bf16_supported(device)):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

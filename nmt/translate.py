@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)",
+    )
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads (0 = all cores)"
     )

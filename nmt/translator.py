@@ -34,6 +34,7 @@ class Translator:
         max_src_tokens: int = MAX_SRC_TOKENS,
     ) -> None:
         self.model = model.to(device)
+        self.model.use_int8(precision == "int8")  # see Seq2Seq
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.device, self.precision = device, precision
         self.max_src_tokens = max_src_tokens

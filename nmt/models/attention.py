@@ -34,11 +34,22 @@ class Attention(nn.Module):
         reuses at every search step; (N, S, 0) when the attention needs none."""
         return keys[:, :, :0]
 
+    def query_weight(self) -> Tensor | None:
+        """W (Q, H) with project_query(q) == (q W^T).float(), or None when
+        `project_query` is the identity (a caller may then fuse W into a larger
+        matrix product of the same input)."""
+        return None
+
+    def project_query(self, query: Tensor) -> Tensor:
+        """query (N, T, H) -> what `prepared_weights` takes (N, T, Q)."""
+        return query
+
     def prepared_weights(
-        self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
+        self, projected: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
     ) -> Tensor:
-        """`weights` without gradients, given `prepare(keys)` too (same result)."""
-        return self.weights(query, keys, mask)
+        """`weights` without gradients from project_query(query) (N, T, Q) and
+        `prepare(keys)`; same result."""
+        return self.weights(projected, keys, mask)
 
     def forward(
         self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
@@ -79,7 +90,14 @@ class AdditiveAttention(Attention):
         return 2.0 * self.key_proj(memory).float()
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self._score(2.0 * self.query_proj(query).float(), keys)
+        return self._score(self.project_query(query), keys)
+
+    def query_weight(self) -> Tensor:
+        return 2.0 * self.query_proj.weight  # (A, H)
+
+    def project_query(self, query: Tensor) -> Tensor:
+        """query (N, T, H) -> 2 W_q query (N, T, A), float32."""
+        return 2.0 * self.query_proj(query).float()
 
     def _score(self, q: Tensor, keys: Tensor) -> Tensor:
         """q = 2 W_q query (N, T, A) float32, keys (N, S, A) -> scores (N, T, S)."""
@@ -94,20 +112,25 @@ class AdditiveAttention(Attention):
 
     def prepare(self, keys: Tensor) -> Tensor:
         """exp(-keys) (N, S, A), or (N, S, 0) when some |key| > EXP_LIMIT."""
-        if keys.numel() == 0 or float(keys.abs().amax()) > EXP_LIMIT:
+        if keys.numel() == 0 or float(keys.detach().abs().amax()) > EXP_LIMIT:
             return keys[:, :, :0]
         return torch.exp(-keys)
 
     def prepared_weights(
-        self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
+        self, projected: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
     ) -> Tensor:
         """With x = q + k (both doubled), 2 v_a sigmoid(x_a) = 1 / (c_a + p_a e_a)
         for c = 1 / 2v, p = exp(-q) c, e = exp(-k) = `prepared`: a product, a sum
         and a reciprocal per energy element instead of an exp. Needs |q|, |k| <=
-        EXP_LIMIT (else the sigmoid form); where c + p e overflows (tiny v or large
-        x) the term it drops is below float32's smallest normal number."""
-        q = 2.0 * self.query_proj(query).float()  # (N, T, A)
-        if prepared.size(-1) == 0 or float(q.abs().amax()) > EXP_LIMIT:
+        EXP_LIMIT and no gradients (else the sigmoid form); where c + p e overflows
+        (tiny v or large x) the term it drops is below float32's smallest normal
+        number."""
+        q = projected.float()  # (N, T, A)
+        if (
+            prepared.size(-1) == 0
+            or torch.is_grad_enabled()
+            or float(q.detach().abs().amax()) > EXP_LIMIT
+        ):
             return _masked_softmax(self._score(q, keys), mask)
         v = self.v.weight.float()[0]  # (A,)
         with torch.autocast(device_type=q.device.type, enabled=False):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from nmt.models.attention import build_attention
 from nmt.models.encoder import make_rnn
+from nmt.models.int8 import Int8Linear
 
 
 class DecoderState(NamedTuple):
@@ -54,12 +55,20 @@ def _tanh(x: Tensor) -> Tensor:
 
 
 class _StepWeights(NamedTuple):
-    """Weight pieces of `RNNDecoder._step_projected` (G0 layer-0 gates)."""
+    """Weight pieces of `RNNDecoder._step_projected` (G0 layer-0 gates, G the top
+    layer's, Q the projected query's size)."""
 
     emb_in: Tensor  # (G0, E) layer 0's embedding columns ((0, E) for Luong)
     read: Tensor  # (R, H [+ E]) readout columns for [h; e] (no e with tables)
     emb_gates: Tensor | None  # (V, G0) E W_emb^T + b_ih, or None
     emb_read: Tensor | None  # (V, R) E W_read_e^T, or None
+    # Bahdanau flow in a search: the top layer's W_hh stacked on the attention's
+    # query weight, both applied to the previous top hidden state in one product
+    hh_query: Tensor | None  # (G + Q, H), or None
+    hh_query_bias: Tensor | None  # (G + Q,) b_hh and zeros, or None
+    # int8 copies of [hh_query; bias] and of [read; readout bias] (`int8`), or None
+    hh_query_int8: Int8Linear | None = None
+    read_int8: Int8Linear | None = None
 
 
 class RNNDecoder(nn.Module):
@@ -113,6 +122,7 @@ class RNNDecoder(nn.Module):
         self.readout_size = readout_size
         self.embed_size, self.context_size = embed, context
         self._cached: tuple[tuple, _StepWeights] | None = None
+        self.int8 = False  # searches: int8 copies of hh_query and the readout's h part
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
     def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -211,12 +221,17 @@ class RNNDecoder(nn.Module):
         """The step's pieces of layer 0's input weights and of the readout, cast to
         the autocast dtype; cached while the parameters are unchanged and no
         gradient is needed. Without gradients and dropout (a search), the target
-        embedding's share of both (Bahdanau flow) comes as per-token tables."""
+        embedding's share of both (Bahdanau flow) comes as per-token tables, and
+        the top layer's W_hh and the attention's query weight as one matrix."""
+        top = self.rnn.num_layers - 1
         params = (
             self.rnn.weight_ih_l0,
             self.rnn.bias_ih_l0,
             self.readout.weight,
             self.embedding.weight,
+            getattr(self.rnn, f"weight_hh_l{top}"),
+            getattr(self.rnn, f"bias_hh_l{top}"),
+            *(self.attention.parameters() if self.attention is not None else ()),
         )
         kind = device.type
         dtype = (
@@ -225,16 +240,19 @@ class RNNDecoder(nn.Module):
             else params[0].dtype
         )
         tabled = self.before and not self.training and not torch.is_grad_enabled()
-        key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled)
+        int8 = self.int8 and tabled
+        key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled, int8)
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
-        w_ih, b_ih, w_read, table = params
+        w_ih, b_ih, w_read, table, w_hh, b_hh = params[:6]
         emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]
         emb_read = w_read[:, h + m :] if self.before else w_read[:, :0]
         read = [w_read[:, :h]] + ([] if tabled else [emb_read])
         pieces = _StepWeights(
-            emb_in.to(dtype).contiguous(), torch.cat(read, 1).to(dtype), None, None
+            emb_in.to(dtype).contiguous(),
+            torch.cat(read, 1).to(dtype),
+            *(None,) * 4,
         )
         if tabled:  # (V, G0) and (V, R) float32: E[token] W^T (+ b), looked up
             linear, table = nn.functional.linear, table.float()
@@ -243,22 +261,39 @@ class RNNDecoder(nn.Module):
                     emb_gates=linear(table, emb_in.float(), b_ih.float()),
                     emb_read=linear(table, emb_read.float()),
                 )
+            query = self.attention.query_weight()  # (Q, H) or None
+            if query is not None:
+                bias = torch.cat([b_hh, b_hh.new_zeros(len(query))])  # (G + Q,)
+                pieces = pieces._replace(
+                    hh_query=torch.cat([w_hh, query]).to(dtype),
+                    hh_query_bias=bias.to(dtype),
+                )
+                if int8:
+                    pieces = pieces._replace(
+                        hh_query_int8=Int8Linear(torch.cat([w_hh, query]), bias),
+                        read_int8=Int8Linear(w_read[:, :h], self.readout.bias),
+                    )
         if not torch.is_grad_enabled():
             self._cached = (key, pieces)
         return pieces
 
-    def _cell(self, layer: int, gates_in: Tensor, hidden: Tensor) -> Tensor:
-        """One RNN cell step of `layer`: input gates (N, G) already computed;
-        hidden (N, H*) -> (N, H*); float32 inside, as PyTorch's cells (tanh as
-        `_tanh`)."""
+    def _cell(
+        self,
+        layer: int,
+        gates_in: Tensor,
+        hidden: Tensor,
+        gates_h: Tensor | None = None,
+    ) -> Tensor:
+        """One RNN cell step of `layer`: input gates (N, G) already computed, the
+        hidden state's (N, G) too when given; hidden (N, H*) -> (N, H*); float32
+        inside, as PyTorch's cells (tanh as `_tanh`)."""
         rnn = self.rnn
         h_size = rnn.hidden_size
-        w_hh, b_hh = (
-            getattr(rnn, f"weight_hh_l{layer}"),
-            getattr(rnn, f"bias_hh_l{layer}"),
-        )
         h = hidden[:, :h_size]
-        gates_h = nn.functional.linear(h, w_hh, b_hh).float()  # (N, G)
+        if gates_h is None:
+            w_hh = getattr(rnn, f"weight_hh_l{layer}")
+            gates_h = nn.functional.linear(h, w_hh, getattr(rnn, f"bias_hh_l{layer}"))
+        gates_h = gates_h.float()  # (N, G)
         gates_in = gates_in.float()
         h = h.float()
         if isinstance(rnn, nn.GRU):
@@ -285,7 +320,20 @@ class RNNDecoder(nn.Module):
         tabled = pieces.emb_gates is not None  # the embedding's share by lookup
         emb = None if tabled else self.dropout(self.embedding(tokens))  # (N, E)
         if self.before:
-            weights, mixed = self._mix(self._top(state.hidden)[:, None], state)
+            top = self.rnn.num_layers - 1
+            query = self._top(state.hidden)  # (N, H)
+            top_gates = None  # (N, G) the top layer's W_hh h + b_hh, fused
+            if pieces.hh_query_int8 is not None:
+                both = pieces.hh_query_int8(query)
+                g = self.rnn.weight_hh_l0.size(0)
+                top_gates, projected = both[:, :g], both[:, g:]
+            elif pieces.hh_query is not None:
+                both = linear(query, pieces.hh_query, pieces.hh_query_bias)
+                g = self.rnn.weight_hh_l0.size(0)  # (N, G + Q) -> G, Q
+                top_gates, projected = both[:, :g], both[:, g:]
+            else:
+                projected = self.attention.project_query(query)
+            weights, mixed = self._mix(projected, state)
             gate_size = w_emb.size(0)
             gates = (  # (N, G0)
                 pieces.emb_gates.index_select(0, tokens)
@@ -306,7 +354,8 @@ class RNNDecoder(nn.Module):
                         getattr(self.rnn, f"weight_ih_l{layer}"),
                         getattr(self.rnn, f"bias_ih_l{layer}"),
                     )
-                layers.append(self._cell(layer, x, state.hidden[:, layer]))
+                fused = top_gates if layer == top else None
+                layers.append(self._cell(layer, x, state.hidden[:, layer], fused))
             hidden = torch.stack(layers, dim=1)  # (N, L, H*)
             out = self._top(hidden)  # (N, H)
             mixed = mixed[:, gate_size:]  # (N, R) the readout's share
@@ -319,22 +368,26 @@ class RNNDecoder(nn.Module):
             x = self._luong_input(emb[:, None], state)  # (N, 1, E*)
             out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # (N, 1, H)
             hidden, out = self._from_rnn(rnn_state), out[:, 0]
-            weights, mixed = self._mix(out[:, None], state)
+            weights, mixed = self._mix(self.attention.project_query(out), state)
             read_in = out
-        feats = _tanh(
-            linear(read_in, w_read, self.readout.bias) + mixed.to(read_in.dtype)
-        )
+        if pieces.read_int8 is not None:
+            feats = _tanh(pieces.read_int8(read_in) + mixed.float())
+        else:
+            feats = _tanh(
+                linear(read_in, w_read, self.readout.bias) + mixed.to(read_in.dtype)
+            )
         feats = self.dropout(feats)  # (N, R)
         new = state._replace(
             hidden=hidden, feed=feats if self.feeds else state.feed, attn=weights
         )
         return feats, new
 
-    def _mix(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
-        """query (N*W, 1, H) -> weights (N*W, S) and their mix of values (N*W, G)."""
-        rows = query.size(0)
+    def _mix(self, projected: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+        """Projected queries (N*W, Q) (`Attention.project_query`) -> weights
+        (N*W, S) and their mix of values (N*W, G)."""
+        rows = projected.size(0)
         sentences = state.keys.size(0)
-        grouped = query.reshape(sentences, -1, query.size(-1))  # (N, W, H)
+        grouped = projected.reshape(sentences, -1, projected.size(-1))  # (N, W, Q)
         weights = self.attention.prepared_weights(  # (N, W, S)
             grouped, state.keys, state.prepared, state.mask
         )

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nmt.models.decoder import DecoderState, RNNDecoder
 from nmt.models.encoder import RNNEncoder
+from nmt.models.int8 import Int8Linear
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -41,11 +42,17 @@ class ModelConfig:
 
 
 class Seq2Seq(nn.Module):
-    """Attentional RNN encoder-decoder."""
+    """Attentional RNN encoder-decoder.
+
+    `use_int8(True)` (a `Translator` with precision "int8") makes the search's
+    steps use int8 copies of their per-row linear maps (CPU): the output layer
+    here, the decoder's own in `RNNDecoder`; rebuilt when the weights change.
+    """
 
     pad_id = PAD_ID
     bos_id = BOS_ID
     eos_id = EOS_ID
+    int8 = False
 
     def __init__(self, cfg: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -90,6 +97,7 @@ class Seq2Seq(nn.Module):
         self.output = nn.Linear(readout, tgt_vocab)
         if cfg.tie_output:
             self.output.weight = tgt_emb.weight
+        self._int8: tuple[tuple, Int8Linear] | None = None
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
         """Encode src (N, S) with lengths (N,) into the decoder's start state."""
@@ -159,7 +167,23 @@ class Seq2Seq(nn.Module):
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
         feats, state = self.decoder.step(tokens, state)
-        return F.log_softmax(self.output(feats).float(), dim=-1), state
+        if self.int8 and not torch.is_grad_enabled():
+            logits = self._int8_output()(feats)  # (rows, V) float32
+        else:
+            logits = self.output(feats).float()
+        return F.log_softmax(logits, dim=-1), state
+
+    def use_int8(self, on: bool) -> None:
+        """Searches (no gradients) use int8 copies of the per-row linear maps."""
+        self.int8 = self.decoder.int8 = on
+
+    def _int8_output(self) -> Int8Linear:
+        """The int8 output layer, rebuilt when its weights change."""
+        weight, bias = self.output.weight, self.output.bias
+        key = tuple((p.data_ptr(), p._version) for p in (weight, bias))
+        if self._int8 is None or self._int8[0] != key:
+            self._int8 = (key, Int8Linear(weight, bias))
+        return self._int8[1]
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         """Keep/duplicate rows `index` (N'*W',) of the state (N*W rows).

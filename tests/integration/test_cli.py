@@ -126,6 +126,19 @@ def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
     assert proc.returncode == 2 and "--nbest" in proc.stderr.decode()
 
 
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_translate_int8_precision_and_unknown_precision(tiny_checkpoint, precision):
+    """int8 decoding answers every line; an unknown precision is one error line."""
+    args = ["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--threads", "1"]
+    proc = run([*args, "--precision", precision], input_bytes=b"hallo\n\nwelt\n")
+    if precision == "int4":
+        err = proc.stderr.decode().strip()
+        assert proc.returncode == 2 and "int8" in err and len(err.splitlines()) == 1
+        return
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(proc.stdout.decode().split("\n")) == 4
+
+
 def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tmp_path):
     proc = run(
         [

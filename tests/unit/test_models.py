@@ -126,7 +126,7 @@ def test_prepared_weights_equal_weights(kind, scales):
         keys = attn.project_keys(memory)
         prepared = attn.prepare(keys)
         assert prepared.shape[:2] == (4, 7)
-        got = attn.prepared_weights(query, keys, prepared, mask)
+        got = attn.prepared_weights(attn.project_query(query), keys, prepared, mask)
         expected = attn.weights(query, keys, mask)
     assert torch.isfinite(got[mask[:, None].expand_as(got)]).all()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
