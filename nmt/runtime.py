@@ -55,8 +55,9 @@ def resolve_precision(
 ) -> str:
     """ "auto" -> "bf16" where the hardware has native bf16 (AVX512-BF16/AMX, Ampere+).
 
-    "int8" (translation decoding on a CPU, when `int8` says the caller offers it)
-    is the int8 output layer with the rest as "auto" would run it.
+    "int8" (translation decoding on a CPU, when `int8` says the caller offers it):
+    int8 copies of the search step's per-row linear maps (`Seq2Seq.use_int8`), the
+    rest as "auto" would run it.
     """
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
