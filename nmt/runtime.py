@@ -8,8 +8,6 @@ import random
 
 import torch
 
-from nmt.models.int8 import int8_available
-
 
 def available_cores() -> int:
     """Cores this process may run on (respects taskset/cgroup affinity)."""
@@ -48,6 +46,20 @@ def bf16_supported(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def int8_available(device: torch.device) -> bool:
+    """Whether `nmt.models.int8.Int8Linear` runs on `device` (CPU with a quantized
+    engine and PyTorch's dynamic int8 linear ops)."""
+    if device.type != "cpu":
+        return False
+    try:
+        ops = torch.ops.quantized
+        present = bool(ops.linear_dynamic) and bool(ops.linear_prepack)
+    except (AttributeError, RuntimeError):
+        return False
+    engines = torch.backends.quantized.supported_engines
+    return present and any(e != "none" for e in engines)
 
 
 def resolve_precision(

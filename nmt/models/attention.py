@@ -8,6 +8,8 @@ once per batch for `prepare(keys)` and then scores with `prepared_weights`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -157,20 +159,25 @@ def _masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     return torch.softmax(scores, dim=-1)
 
 
+def _energy_chunks(q: Tensor, keys: Tensor) -> Iterator[tuple[int, int, Tensor]]:
+    """(start, stop, buffer (n', T, S, A)) for runs of sentences whose energy fits
+    ENERGY_CHUNK elements; q (N, T, A), keys (N, S, A); one buffer is reused."""
+    n, steps, size = q.shape
+    src = keys.size(1)
+    per = max(1, ENERGY_CHUNK // max(1, steps * src * size))  # sentences per chunk
+    buffer = q.new_empty(min(per, n), steps, src, size)
+    for start in range(0, n, per):
+        stop = min(n, start + per)
+        yield start, stop, buffer[: stop - start]
+
+
 def _exp_scores(p: Tensor, exp_keys: Tensor, c: Tensor) -> Tensor:
     """sum_a 1 / (c_a + p_a e_a) without gradients, a few sentences at a time.
 
-    p (N, T, A), exp_keys e (N, S, A), c (A,) float32 -> (N, T, S); one buffer
-    (n, T, S, A) is reused for every chunk of n sentences, as in `_additive_scores`.
+    p (N, T, A), exp_keys e (N, S, A), c (A,) float32 -> (N, T, S).
     """
-    n, steps, size = p.shape
-    src = exp_keys.size(1)
-    per = max(1, ENERGY_CHUNK // max(1, steps * src * size))  # sentences per chunk
-    scores = p.new_empty(n, steps, src)
-    buffer = p.new_empty(min(per, n), steps, src, size)
-    for start in range(0, n, per):
-        stop = min(n, start + per)
-        terms = buffer[: stop - start]  # (n', T, S, A)
+    scores = p.new_empty(p.size(0), p.size(1), exp_keys.size(1))
+    for start, stop, terms in _energy_chunks(p, exp_keys):
         torch.addcmul(c, p[start:stop, :, None], exp_keys[start:stop, None], out=terms)
         torch.sum(terms.reciprocal_(), dim=-1, out=scores[start:stop])
     return scores
@@ -179,17 +186,10 @@ def _exp_scores(p: Tensor, exp_keys: Tensor, c: Tensor) -> Tensor:
 def _additive_scores(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
     """v^T sigmoid(q + k) without gradients, a few sentences at a time.
 
-    q (N, T, A), keys (N, S, A), v (A, 1) float32 -> scores (N, T, S); one energy
-    buffer (n, T, S, A) is reused for every chunk of n sentences.
+    q (N, T, A), keys (N, S, A), v (A, 1) float32 -> scores (N, T, S).
     """
-    n, steps, size = q.shape
-    src = keys.size(1)
-    per = max(1, ENERGY_CHUNK // max(1, steps * src * size))  # sentences per chunk
-    scores = q.new_empty(n, steps, src, 1)
-    buffer = q.new_empty(min(per, n), steps, src, size)
-    for start in range(0, n, per):
-        stop = min(n, start + per)
-        energy = buffer[: stop - start]  # (n', T, S, A)
+    scores = q.new_empty(q.size(0), q.size(1), keys.size(1), 1)
+    for start, stop, energy in _energy_chunks(q, keys):
         torch.add(q[start:stop, :, None], keys[start:stop, None], out=energy)
         torch.matmul(energy.sigmoid_(), v, out=scores[start:stop])
     return scores.squeeze(-1)  # (N, T, S)

@@ -263,14 +263,14 @@ class RNNDecoder(nn.Module):
                 )
             query = self.attention.query_weight()  # (Q, H) or None
             if query is not None:
+                stacked = torch.cat([w_hh, query])  # (G + Q, H)
                 bias = torch.cat([b_hh, b_hh.new_zeros(len(query))])  # (G + Q,)
                 pieces = pieces._replace(
-                    hh_query=torch.cat([w_hh, query]).to(dtype),
-                    hh_query_bias=bias.to(dtype),
+                    hh_query=stacked.to(dtype), hh_query_bias=bias.to(dtype)
                 )
                 if int8:
                     pieces = pieces._replace(
-                        hh_query_int8=Int8Linear(torch.cat([w_hh, query]), bias),
+                        hh_query_int8=Int8Linear(stacked, bias),
                         read_int8=Int8Linear(w_read[:, :h], self.readout.bias),
                     )
         if not torch.is_grad_enabled():
@@ -323,13 +323,13 @@ class RNNDecoder(nn.Module):
             top = self.rnn.num_layers - 1
             query = self._top(state.hidden)  # (N, H)
             top_gates = None  # (N, G) the top layer's W_hh h + b_hh, fused
-            if pieces.hh_query_int8 is not None:
-                both = pieces.hh_query_int8(query)
+            if pieces.hh_query is not None:
+                both = (  # (N, G + Q)
+                    pieces.hh_query_int8(query)
+                    if pieces.hh_query_int8 is not None
+                    else linear(query, pieces.hh_query, pieces.hh_query_bias)
+                )
                 g = self.rnn.weight_hh_l0.size(0)
-                top_gates, projected = both[:, :g], both[:, g:]
-            elif pieces.hh_query is not None:
-                both = linear(query, pieces.hh_query, pieces.hh_query_bias)
-                g = self.rnn.weight_hh_l0.size(0)  # (N, G + Q) -> G, Q
                 top_gates, projected = both[:, :g], both[:, g:]
             else:
                 projected = self.attention.project_query(query)

@@ -16,20 +16,6 @@ import torch
 from torch import Tensor
 
 
-def int8_available(device: torch.device) -> bool:
-    """Whether `Int8Linear` runs on `device` (CPU with a quantized engine and
-    PyTorch's dynamic int8 linear ops)."""
-    if device.type != "cpu":
-        return False
-    try:
-        ops = torch.ops.quantized
-        present = bool(ops.linear_dynamic) and bool(ops.linear_prepack)
-    except (AttributeError, RuntimeError):
-        return False
-    engines = torch.backends.quantized.supported_engines
-    return present and any(e != "none" for e in engines)
-
-
 class Int8Linear:
     """Frozen int8 copy of y = x W^T + b (inference only, CPU)."""
 

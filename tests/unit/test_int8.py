@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.models.int8 import Int8Linear, int8_available
+from nmt.models.int8 import Int8Linear
 from nmt.models.seq2seq import Seq2Seq
-from nmt.runtime import autocast, resolve_precision
+from nmt.runtime import autocast, int8_available, resolve_precision
 from nmt.search import BeamConfig, beam_search
 from tests.conftest import tiny_model_config
 
