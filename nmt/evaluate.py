@@ -62,6 +62,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         "peak_mem_mb": memory.peak_mb,
         "peak_mem_note": memory.note,
         "threads": threads,
+        "workers": cfg.search.workers,  # 0 = auto
         "device": str(device),
         "precision": translator.precision,
         "hypotheses": str(out),
@@ -72,7 +73,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     print(f"chrF2 = {scores.chrf:.2f}  signature: {scores.chrf_signature}")
     print(
         f"{len(src)} sentences in {seconds:.1f} s = {len(src) / seconds:.1f} sentences/s "
-        f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads)"
+        f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads, "
+        f"workers {cfg.search.workers or 'auto'})"
     )
     print(f"peak memory {memory.peak_mb} MiB ({memory.note})")
     sys.stdout.flush()

@@ -5,8 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
 
 import torch
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def available_cores() -> int:
@@ -97,3 +104,64 @@ def set_seed(seed: int) -> None:
     """Seed python and torch (all devices)."""
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def auto_workers(workers: int, device: torch.device, jobs: int) -> int:
+    """Decoding workers to use: `workers` when > 0, else (auto) 2 on a CPU with at
+    least 2 torch threads, else 1; never more than `jobs` (batches to decode).
+
+    Two single-threaded workers decode ~1.3x more sentences/s than one
+    two-threaded worker at batch 64 (2 cores): each runs its own batch, so the other
+    core computes while one runs Python, and no operation waits for a second
+    thread. At batch 1 both wait mostly on Python's lock (about 1.0-1.1x).
+    """
+    if workers <= 0:
+        cpu = device.type == "cpu" and torch.get_num_threads() >= 2
+        workers = 2 if cpu else 1
+    return max(1, min(workers, jobs))
+
+
+def in_workers(
+    fn: Callable[[Item], Result],
+    items: Sequence[Item],
+    workers: int,
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> list[Result]:
+    """[fn(item) for item in items], computed by `workers` threads.
+
+    The torch intra-op threads are shared out (each worker gets threads // workers
+    while they run; restored after). Each worker takes the next item when done
+    with one, and runs all of its items inside one `context()` (autocast and grad
+    mode are per thread). An error in any worker, or Ctrl-C, stops the others
+    after their current item and is raised here. Results keep the items' order.
+    """
+    if workers <= 1 or len(items) <= 1:
+        with context():
+            return [fn(item) for item in items]
+    results: list = [None] * len(items)
+    order = iter(range(len(items)))
+    lock, stop = threading.Lock(), threading.Event()
+
+    def work() -> None:
+        with context():
+            while not stop.is_set():
+                with lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                results[i] = fn(items[i])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // workers))
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="nmt-worker") as pool:
+            futures = [pool.submit(work) for _ in range(workers)]
+            try:
+                for future in as_completed(futures):
+                    future.result()  # the first error, as soon as it happens
+            except BaseException:
+                stop.set()
+                raise
+    finally:
+        torch.set_num_threads(threads)
+    return results

@@ -27,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="batches decoded at once, sharing the threads (0 = auto: 2 on a CPU)",
+    )
     p.add_argument("--beam", type=int, default=5, help="beam width B (1 = greedy)")
     p.add_argument(
         "--nbest",
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             max_len_a=args.max_len_a,
             max_len_b=args.max_len_b,
             batch_size=args.batch_size,
+            workers=args.workers,
         )
         from nmt.loading import load_translator
         from nmt.runtime import pick_device, set_threads

@@ -59,6 +59,9 @@ class BeamConfig:
     min_len: int = 0  # EOS forbidden until a hypothesis has this many tokens
     no_repeat_ngram: int = 0  # never repeat an n-gram of this size; 0 = off
     batch_size: int = 64  # sentences per batch (used by callers, not by beam_search)
+    # batches decoded at once by that many threads sharing the torch threads (used
+    # by callers); 0 = auto: 2 on a CPU with >= 2 threads, else 1
+    workers: int = 0
     prefix: str = ""  # forced target prefix as text (callers tokenize it)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class BeamConfig:
         """Raise ValueError for settings the search cannot honour."""
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = auto), got {self.workers}")
         if not 1 <= self.nbest <= self.beam_size:
             raise ValueError(
                 f"nbest must be between 1 and beam_size ({self.beam_size}), got "
@@ -139,7 +144,8 @@ def beam_search(
             int(max_len_a * src_lengths[n] + max_len_b) tokens (never fewer than its
             prefix). An LM passes zeros, so max_len_b is its length. Attention is cut
             to (T, src_lengths[n]) when that is positive.
-        cfg: search settings; cfg.batch_size and cfg.prefix are for callers.
+        cfg: search settings; cfg.batch_size, cfg.workers and cfg.prefix are for
+            callers.
         prefix: optional forced tokens, one list per sentence (length N; use [] for
             none), fed after BOS whatever their probability; their log-probs count.
 

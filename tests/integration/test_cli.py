@@ -139,6 +139,16 @@ def test_translate_int8_precision_and_unknown_precision(tiny_checkpoint, precisi
     assert len(proc.stdout.decode().split("\n")) == 4
 
 
+def test_translate_workers_answer_like_one_worker(tiny_checkpoint):
+    """Two decoding workers (2 threads) print the same lines, in order, as one."""
+    args = ["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), "--threads", "2"]
+    lines = b"hallo\n\nwelt\nein mann\nder hund schl\xc3\xa4ft .\nzwei\n"
+    one = run([*args, "--workers", "1", "--batch-size", "2"], input_bytes=lines)
+    two = run([*args, "--workers", "2", "--batch-size", "2"], input_bytes=lines)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr.decode()
+    assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 6
+
+
 def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tmp_path):
     proc = run(
         [
