@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from nmt.models.attention import build_attention
 from nmt.models.encoder import make_rnn
 from nmt.models.int8 import Int8Linear
+from nmt.models.packed import PackedLinear, packable
 
 
 class DecoderState(NamedTuple):
@@ -66,9 +67,10 @@ class _StepWeights(NamedTuple):
     # query weight, both applied to the previous top hidden state in one product
     hh_query: Tensor | None  # (G + Q, H), or None
     hh_query_bias: Tensor | None  # (G + Q,) b_hh and zeros, or None
-    # int8 copies of [hh_query; bias] and of [read; readout bias] (`int8`), or None
-    hh_query_int8: Int8Linear | None = None
-    read_int8: Int8Linear | None = None
+    # frozen copies of [hh_query; bias] and of [read; readout bias] for a search on a
+    # CPU: int8 (`int8`, float32 out) or oneDNN-packed in the step's dtype; or None
+    hh_query_fast: Int8Linear | PackedLinear | None = None
+    read_fast: Int8Linear | PackedLinear | None = None
 
 
 class RNNDecoder(nn.Module):
@@ -231,6 +233,7 @@ class RNNDecoder(nn.Module):
             self.embedding.weight,
             getattr(self.rnn, f"weight_hh_l{top}"),
             getattr(self.rnn, f"bias_hh_l{top}"),
+            self.readout.bias,
             *(self.attention.parameters() if self.attention is not None else ()),
         )
         kind = device.type
@@ -245,7 +248,7 @@ class RNNDecoder(nn.Module):
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
-        w_ih, b_ih, w_read, table, w_hh, b_hh = params[:6]
+        w_ih, b_ih, w_read, table, w_hh, b_hh, read_bias = params[:7]
         emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]
         emb_read = w_read[:, h + m :] if self.before else w_read[:, :0]
         read = [w_read[:, :h]] + ([] if tabled else [emb_read])
@@ -270,8 +273,13 @@ class RNNDecoder(nn.Module):
                 )
                 if int8:
                     pieces = pieces._replace(
-                        hh_query_int8=Int8Linear(stacked, bias),
-                        read_int8=Int8Linear(w_read[:, :h], self.readout.bias),
+                        hh_query_fast=Int8Linear(stacked, bias),
+                        read_fast=Int8Linear(w_read[:, :h], read_bias),
+                    )
+                elif packable(device, dtype):
+                    pieces = pieces._replace(
+                        hh_query_fast=PackedLinear(stacked, bias, dtype),
+                        read_fast=PackedLinear(w_read[:, :h], read_bias, dtype),
                     )
         if not torch.is_grad_enabled():
             self._cached = (key, pieces)
@@ -325,8 +333,8 @@ class RNNDecoder(nn.Module):
             top_gates = None  # (N, G) the top layer's W_hh h + b_hh, fused
             if pieces.hh_query is not None:
                 both = (  # (N, G + Q)
-                    pieces.hh_query_int8(query)
-                    if pieces.hh_query_int8 is not None
+                    pieces.hh_query_fast(query)
+                    if pieces.hh_query_fast is not None
                     else linear(query, pieces.hh_query, pieces.hh_query_bias)
                 )
                 g = self.rnn.weight_hh_l0.size(0)
@@ -370,12 +378,12 @@ class RNNDecoder(nn.Module):
             hidden, out = self._from_rnn(rnn_state), out[:, 0]
             weights, mixed = self._mix(self.attention.project_query(out), state)
             read_in = out
-        if pieces.read_int8 is not None:
-            feats = _tanh(pieces.read_int8(read_in) + mixed.float())
-        else:
-            feats = _tanh(
-                linear(read_in, w_read, self.readout.bias) + mixed.to(read_in.dtype)
-            )
+        read = (  # (N, R)
+            pieces.read_fast(read_in)
+            if pieces.read_fast is not None
+            else linear(read_in, w_read, self.readout.bias)
+        )
+        feats = _tanh(read + mixed.to(read_in.dtype))
         feats = self.dropout(feats)  # (N, R)
         new = state._replace(
             hidden=hidden, feed=feats if self.feeds else state.feed, attn=weights

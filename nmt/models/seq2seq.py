@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from nmt.models.decoder import DecoderState, RNNDecoder
 from nmt.models.encoder import RNNEncoder
 from nmt.models.int8 import Int8Linear
+from nmt.models.packed import PackedLinear, packable
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -44,9 +45,10 @@ class ModelConfig:
 class Seq2Seq(nn.Module):
     """Attentional RNN encoder-decoder.
 
-    `use_int8(True)` (a `Translator` with precision "int8") makes the search's
-    steps use int8 copies of their per-row linear maps (CPU): the output layer
-    here, the decoder's own in `RNNDecoder`; rebuilt when the weights change.
+    Searches on a CPU use frozen copies of the step's per-row linear maps (the
+    output layer here, the decoder's own in `RNNDecoder`), rebuilt when the
+    weights change: oneDNN-packed ones (`PackedLinear`), or int8 ones after
+    `use_int8(True)` (a `Translator` with precision "int8").
     """
 
     pad_id = PAD_ID
@@ -97,7 +99,7 @@ class Seq2Seq(nn.Module):
         self.output = nn.Linear(readout, tgt_vocab)
         if cfg.tie_output:
             self.output.weight = tgt_emb.weight
-        self._int8: tuple[tuple, Int8Linear] | None = None
+        self._fast: tuple[tuple, Int8Linear | PackedLinear | None] | None = None
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
         """Encode src (N, S) with lengths (N,) into the decoder's start state."""
@@ -167,23 +169,32 @@ class Seq2Seq(nn.Module):
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
         feats, state = self.decoder.step(tokens, state)
-        if self.int8 and not torch.is_grad_enabled():
-            logits = self._int8_output()(feats)  # (rows, V) float32
-        else:
-            logits = self.output(feats).float()
-        return F.log_softmax(logits, dim=-1), state
+        fast = None if torch.is_grad_enabled() else self._fast_output(feats.device)
+        logits = fast(feats) if fast is not None else self.output(feats)  # (rows, V)
+        return F.log_softmax(logits.float(), dim=-1), state
 
     def use_int8(self, on: bool) -> None:
         """Searches (no gradients) use int8 copies of the per-row linear maps."""
         self.int8 = self.decoder.int8 = on
 
-    def _int8_output(self) -> Int8Linear:
-        """The int8 output layer, rebuilt when its weights change."""
+    def _fast_output(self, device: torch.device) -> Int8Linear | PackedLinear | None:
+        """The output layer's int8 or packed copy for a search step (None: use the
+        layer itself), rebuilt when its weights or the autocast dtype change."""
         weight, bias = self.output.weight, self.output.bias
-        key = tuple((p.data_ptr(), p._version) for p in (weight, bias))
-        if self._int8 is None or self._int8[0] != key:
-            self._int8 = (key, Int8Linear(weight, bias))
-        return self._int8[1]
+        dtype = (
+            torch.get_autocast_dtype(device.type)
+            if torch.is_autocast_enabled(device.type)
+            else weight.dtype
+        )
+        key = (*((p.data_ptr(), p._version) for p in (weight, bias)), dtype, self.int8)
+        if self._fast is None or self._fast[0] != key:
+            fast = None
+            if self.int8:
+                fast = Int8Linear(weight, bias)
+            elif packable(device, dtype):
+                fast = PackedLinear(weight, bias, dtype)
+            self._fast = (key, fast)
+        return self._fast[1]
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         """Keep/duplicate rows `index` (N'*W',) of the state (N*W rows).

@@ -50,7 +50,8 @@ def test_step_uses_int8_only_when_asked_and_follows_updates() -> None:
         exact = log_probs()
         model.use_int8(True)
         quantized = log_probs()
-        assert model.decoder._cached[1].hh_query_int8 is not None
+        assert isinstance(model.decoder._cached[1].hh_query_fast, Int8Linear)
+        assert isinstance(model._fast[1], Int8Linear)
         assert not torch.equal(quantized, exact)
         torch.testing.assert_close(quantized, exact, atol=0.05, rtol=0)
         torch.testing.assert_close(quantized.exp().sum(-1), torch.ones(3))
