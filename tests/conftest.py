@@ -84,6 +84,22 @@ def tiny_seq2seq():
     return Seq2Seq(tiny_model_config(), src_vocab=40, tgt_vocab=40).eval()
 
 
+def peaked_search_case():
+    """(model, inputs, lengths, cfg): a tiny eval-mode Seq2Seq (30 -> 40 tokens)
+    whose output weights are scaled up for peaked distributions, as after
+    training, four random sources and a beam-3 search of at most 6 tokens."""
+    from nmt.models.seq2seq import Seq2Seq
+    from nmt.search import BeamConfig
+
+    torch.manual_seed(0)
+    model = Seq2Seq(tiny_model_config(), src_vocab=30, tgt_vocab=40).eval()
+    with torch.no_grad():
+        model.output.weight.mul_(8.0)
+    src = torch.randint(4, 30, (4, 7))
+    lengths = torch.tensor([7, 5, 3, 6])
+    return model, (src, lengths), lengths, BeamConfig(beam_size=3, max_len_b=6)
+
+
 def needs_multi30k() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         not (SHARED_DATA / "multi30k" / "train.de").is_file(),

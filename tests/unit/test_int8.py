@@ -9,8 +9,8 @@ import torch
 from nmt.models.int8 import Int8Linear
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runtime import autocast, int8_available, resolve_precision
-from nmt.search import BeamConfig, beam_search
-from tests.conftest import tiny_model_config
+from nmt.search import beam_search
+from tests.conftest import peaked_search_case, tiny_model_config
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.skipif(not int8_available(CPU), reason="no quantized engine")
@@ -67,15 +67,10 @@ def test_step_uses_int8_only_when_asked_and_follows_updates() -> None:
 def test_int8_beam_search_matches_float_on_a_trained_like_model() -> None:
     """Small weight noise from int8 leaves the search's choices of a model with
     clear preferences unchanged."""
-    model = make()
-    with torch.no_grad():
-        model.output.weight.mul_(8.0)  # peaked distributions, as after training
-    src = torch.randint(4, 30, (4, 7))
-    lengths = torch.tensor([7, 5, 3, 6])
-    cfg = BeamConfig(beam_size=3, max_len_b=6)
-    exact = beam_search(model, (src, lengths), lengths, cfg)
+    model, inputs, lengths, cfg = peaked_search_case()
+    exact = beam_search(model, inputs, lengths, cfg)
     model.use_int8(True)
-    quantized = beam_search(model, (src, lengths), lengths, cfg)
+    quantized = beam_search(model, inputs, lengths, cfg)
     assert [h[0].tokens for h in quantized] == [h[0].tokens for h in exact]
 
 

@@ -11,8 +11,8 @@ import nmt.models.seq2seq as seq2seq_module
 from nmt.models.packed import PackedLinear, packable
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runtime import bf16_supported
-from nmt.search import BeamConfig, beam_search
-from tests.conftest import tiny_model_config
+from nmt.search import beam_search
+from tests.conftest import peaked_search_case, tiny_model_config
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.skipif(
@@ -99,15 +99,10 @@ def test_search_step_uses_packed_maps_and_follows_updates(monkeypatch, dtype) ->
 
 
 def test_beam_search_with_packed_maps_equals_plain_maps(monkeypatch) -> None:
-    model = make()
-    with torch.no_grad():
-        model.output.weight.mul_(8.0)  # peaked distributions, as after training
-    src = torch.randint(4, 30, (4, 7))
-    lengths = torch.tensor([7, 5, 3, 6])
-    cfg = BeamConfig(beam_size=3, max_len_b=6)
-    packed = beam_search(model, (src, lengths), lengths, cfg)
+    model, inputs, lengths, cfg = peaked_search_case()
+    packed = beam_search(model, inputs, lengths, cfg)
     unpacked(monkeypatch, model)
-    plain = beam_search(model, (src, lengths), lengths, cfg)
+    plain = beam_search(model, inputs, lengths, cfg)
     assert [[h.tokens for h in hyps] for hyps in packed] == [
         [h.tokens for h in hyps] for hyps in plain
     ]
