@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import threading
@@ -118,8 +119,15 @@ def auto_workers(workers: int, device: torch.device, jobs: int) -> int:
     """
     if workers <= 0:
         cpu = device.type == "cpu" and torch.get_num_threads() >= 2
-        workers = 2 if cpu else 1
+        workers = 2 if cpu and _openmp() else 1
     return max(1, min(workers, jobs))
+
+
+@functools.cache
+def _openmp() -> bool:
+    """Whether torch's intra-op threads are OpenMP's, which `in_workers` can share
+    out while it runs (the native pool ignores later `set_num_threads` calls)."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def in_workers(

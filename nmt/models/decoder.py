@@ -245,8 +245,9 @@ class RNNDecoder(nn.Module):
         tabled = self.before and not self.training and not torch.is_grad_enabled()
         int8 = self.int8 and tabled
         key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled, int8)
-        if self._cached is not None and self._cached[0] == key:
-            return self._cached[1]
+        cached = self._cached  # one read: another decoding thread may replace it
+        if cached is not None and cached[0] == key:
+            return cached[1]
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
         w_ih, b_ih, w_read, table, w_hh, b_hh, read_bias = params[:7]
         emb_in = w_ih[:, :e] if self.before else w_ih[:, :0]

@@ -179,7 +179,8 @@ class Seq2Seq(nn.Module):
 
     def _fast_output(self, device: torch.device) -> Int8Linear | PackedLinear | None:
         """The output layer's int8 or packed copy for a search step (None: use the
-        layer itself), rebuilt when its weights or the autocast dtype change."""
+        layer itself), rebuilt when its weights (in-place updates count; writes
+        through `.data` do not) or the autocast dtype change."""
         weight, bias = self.output.weight, self.output.bias
         dtype = (
             torch.get_autocast_dtype(device.type)
@@ -187,14 +188,16 @@ class Seq2Seq(nn.Module):
             else weight.dtype
         )
         key = (*((p.data_ptr(), p._version) for p in (weight, bias)), dtype, self.int8)
-        if self._fast is None or self._fast[0] != key:
-            fast = None
-            if self.int8:
-                fast = Int8Linear(weight, bias)
-            elif packable(device, dtype):
-                fast = PackedLinear(weight, bias, dtype)
-            self._fast = (key, fast)
-        return self._fast[1]
+        cached = self._fast  # one read: another decoding thread may replace it
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fast = None
+        if self.int8:
+            fast = Int8Linear(weight, bias)
+        elif packable(device, dtype):
+            fast = PackedLinear(weight, bias, dtype)
+        self._fast = (key, fast)
+        return fast
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         """Keep/duplicate rows `index` (N'*W',) of the state (N*W rows).

@@ -29,9 +29,11 @@ def two_threads():
 
 def test_in_workers_keeps_order_shares_threads_and_restores_them(two_threads):
     seen: list[tuple[str, int]] = []
+    both = threading.Barrier(2, timeout=30)  # items 0 and 1 need both workers
 
     def work(item: int) -> int:
-        time.sleep(0.01)  # lets the other worker take items too
+        if item < 2:
+            both.wait()
         seen.append((threading.current_thread().name, torch.get_num_threads()))
         return item * item
 
@@ -49,7 +51,8 @@ def test_in_workers_enters_the_context_once_per_worker():
         entered.append(threading.current_thread().name)
         yield
 
-    in_workers(lambda item: time.sleep(0.01), list(range(8)), 2, context)
+    both = threading.Barrier(2, timeout=30)
+    in_workers(lambda item: item < 2 and both.wait(), list(range(8)), 2, context)
     assert len(entered) == 2 and len(set(entered)) == 2
     entered.clear()
     in_workers(lambda item: item, list(range(8)), 1, context)
