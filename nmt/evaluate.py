@@ -62,7 +62,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         "peak_mem_mb": memory.peak_mb,
         "peak_mem_note": memory.note,
         "threads": threads,
-        "workers": cfg.search.workers,  # 0 = auto
+        "workers": translator.workers_used,  # search.workers, 0 (auto) resolved
         "device": str(device),
         "precision": translator.precision,
         "hypotheses": str(out),
@@ -74,7 +74,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     print(
         f"{len(src)} sentences in {seconds:.1f} s = {len(src) / seconds:.1f} sentences/s "
         f"(beam {cfg.search.beam_size}, batch {cfg.search.batch_size}, {threads} threads, "
-        f"workers {cfg.search.workers or 'auto'})"
+        f"{translator.workers_used} workers)"
     )
     print(f"peak memory {memory.peak_mb} MiB ({memory.note})")
     sys.stdout.flush()

@@ -39,6 +39,7 @@ class Translator:
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.device, self.precision = device, precision
         self.max_src_tokens = max_src_tokens
+        self.workers_used = 1  # decoding workers of the last `translate` call
 
     def encode(self, line: str, index: int | None = None) -> list[int]:
         ids = self.src_tok.encode(line)
@@ -85,7 +86,9 @@ class Translator:
         for start in range(0, len(todo), window):
             chunk = sorted(todo[start : start + window], key=lambda i: len(ids[i]))
             batches += [chunk[b : b + size] for b in range(0, len(chunk), size)]
-        workers = auto_workers(cfg.workers, self.device, len(batches))
+        workers = self.workers_used = auto_workers(
+            cfg.workers, self.device, len(batches)
+        )
         # eval mode set once here: the workers' searches must not toggle it
         with inference(self.model):
             decoded = in_workers(

@@ -108,7 +108,7 @@ def test_workers_translate_exactly_as_one_worker(tiny_spm, two_threads, beam):
     two = translator.translate(
         lines, BeamConfig(beam_size=beam, batch_size=3, workers=2)
     )
-    assert len(two) == len(lines)
+    assert len(two) == len(lines) and translator.workers_used == 2
     for a, b in zip(one, two, strict=True):
         assert [(h.tokens, h.log_prob, h.score) for h in a] == [
             (h.tokens, h.log_prob, h.score) for h in b
