@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from nmt.models.attention import build_attention
 from nmt.models.encoder import make_rnn
 from nmt.models.int8 import Int8Linear
-from nmt.models.packed import PackedLinear, packable
+from nmt.models.packed import PackedLinear, compute_dtype, frozen_linear
 
 
 class DecoderState(NamedTuple):
@@ -237,11 +237,7 @@ class RNNDecoder(nn.Module):
             *(self.attention.parameters() if self.attention is not None else ()),
         )
         kind = device.type
-        dtype = (
-            torch.get_autocast_dtype(kind)
-            if torch.is_autocast_enabled(kind)
-            else params[0].dtype
-        )
+        dtype = compute_dtype(device, params[0].dtype)
         tabled = self.before and not self.training and not torch.is_grad_enabled()
         int8 = self.int8 and tabled
         key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled, int8)
@@ -272,16 +268,14 @@ class RNNDecoder(nn.Module):
                 pieces = pieces._replace(
                     hh_query=stacked.to(dtype), hh_query_bias=bias.to(dtype)
                 )
-                if int8:
-                    pieces = pieces._replace(
-                        hh_query_fast=Int8Linear(stacked, bias),
-                        read_fast=Int8Linear(w_read[:, :h], read_bias),
-                    )
-                elif packable(device, dtype):
-                    pieces = pieces._replace(
-                        hh_query_fast=PackedLinear(stacked, bias, dtype),
-                        read_fast=PackedLinear(w_read[:, :h], read_bias, dtype),
-                    )
+                pieces = pieces._replace(
+                    hh_query_fast=frozen_linear(
+                        stacked, bias, device, dtype, int8=int8
+                    ),
+                    read_fast=frozen_linear(
+                        w_read[:, :h], read_bias, device, dtype, int8=int8
+                    ),
+                )
         if not torch.is_grad_enabled():
             self._cached = (key, pieces)
         return pieces

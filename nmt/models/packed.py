@@ -9,7 +9,8 @@ batch 64 takes 6.5 ms instead of 7.9, and the 5 rows of a beam-5 step at batch 1
 0.21 instead of 0.26 (fp32: 13.7 instead of 26.1 ms). In bf16 the results are
 bitwise those of `F.linear` under autocast; in fp32 they differ by rounding
 (~1e-4 on outputs of ~10); bitwise as measured on this CPU, where oneDNN runs
-both. Shapes: N rows, K inputs, V outputs.
+both. `frozen_linear` picks a search step's copy of a linear map (this or int8).
+Shapes: N rows, K inputs, V outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import functools
 
 import torch
 from torch import Tensor
+
+from nmt.models.int8 import Int8Linear
 
 DTYPES = (torch.bfloat16, torch.float32)
 
@@ -59,3 +62,29 @@ def packable(device: torch.device, dtype: torch.dtype) -> bool:
         and torch.backends.mkldnn.enabled  # the user's switch to turn oneDNN off
         and _works(dtype)
     )
+
+
+def compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
+    """The dtype linear maps run in on `device` here: autocast's when it is on,
+    else `default` (the weights')."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return default
+
+
+def frozen_linear(
+    weight: Tensor,
+    bias: Tensor | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    int8: bool,
+) -> Int8Linear | PackedLinear | None:
+    """A search step's frozen copy of y = x W^T + b: int8 when asked (float32
+    out), else packed where oneDNN runs `dtype` on `device`, else None (use the
+    layer itself)."""
+    if int8:
+        return Int8Linear(weight, bias)
+    if packable(device, dtype):
+        return PackedLinear(weight, bias, dtype)
+    return None

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from nmt.models.decoder import DecoderState, RNNDecoder
 from nmt.models.encoder import RNNEncoder
 from nmt.models.int8 import Int8Linear
-from nmt.models.packed import PackedLinear, packable
+from nmt.models.packed import PackedLinear, compute_dtype, frozen_linear
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -182,20 +182,12 @@ class Seq2Seq(nn.Module):
         layer itself), rebuilt when its weights (in-place updates count; writes
         through `.data` do not) or the autocast dtype change."""
         weight, bias = self.output.weight, self.output.bias
-        dtype = (
-            torch.get_autocast_dtype(device.type)
-            if torch.is_autocast_enabled(device.type)
-            else weight.dtype
-        )
+        dtype = compute_dtype(device, weight.dtype)
         key = (*((p.data_ptr(), p._version) for p in (weight, bias)), dtype, self.int8)
         cached = self._fast  # one read: another decoding thread may replace it
         if cached is not None and cached[0] == key:
             return cached[1]
-        fast = None
-        if self.int8:
-            fast = Int8Linear(weight, bias)
-        elif packable(device, dtype):
-            fast = PackedLinear(weight, bias, dtype)
+        fast = frozen_linear(weight, bias, device, dtype, int8=self.int8)
         self._fast = (key, fast)
         return fast
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import nmt.models.decoder as decoder_module
-import nmt.models.seq2seq as seq2seq_module
+import nmt.models.packed as packed_module
 from nmt.models.packed import PackedLinear, packable
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runtime import bf16_supported
@@ -66,8 +65,7 @@ def step_log_probs(model: Seq2Seq) -> torch.Tensor:
 
 def unpacked(monkeypatch: pytest.MonkeyPatch, model: Seq2Seq) -> None:
     """No packing from now on (the copies already made are dropped)."""
-    for module in (decoder_module, seq2seq_module):
-        monkeypatch.setattr(module, "packable", lambda device, dtype: False)
+    monkeypatch.setattr(packed_module, "packable", lambda device, dtype: False)
     model._fast = model.decoder._cached = None
 
 
