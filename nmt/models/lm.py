@@ -160,11 +160,11 @@ class CharLM(nn.Module):
         )
 
     def step(self, tokens: Tensor, state: LMState) -> tuple[Tensor, LMState]:
-        """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
+        """tokens (rows,) -> logits (rows, V) (the searches normalise them) and
+        the new state."""
         inputs = torch.where(tokens == self.bos_id, state.pending, tokens)  # (rows,)
         logits, hidden = self(inputs.unsqueeze(1), state.hidden)  # (rows, 1, V)
-        log_probs = F.log_softmax(logits[:, 0].float(), dim=-1)  # (rows, V)
-        return log_probs, LMState(hidden, state.pending)
+        return logits[:, 0], LMState(hidden, state.pending)
 
     def reorder(self, state: LMState, index: Tensor) -> LMState:
         """Keep/duplicate rows `index` (rows',) of the state."""

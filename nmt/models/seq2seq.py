@@ -167,11 +167,12 @@ class Seq2Seq(nn.Module):
         )
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """tokens (rows,) -> log-probs (rows, V) float32 and the new state."""
+        """tokens (rows,) -> logits (rows, V) (the autocast dtype; the search
+        normalises them, fused with its top-k) and the new state."""
         feats, state = self.decoder.step(tokens, state)
         fast = None if torch.is_grad_enabled() else self._fast_output(feats.device)
         logits = fast(feats) if fast is not None else self.output(feats)  # (rows, V)
-        return F.log_softmax(logits.float(), dim=-1), state
+        return logits, state
 
     def use_int8(self, on: bool) -> None:
         """Searches (no gradients) use int8 copies of the per-row linear maps."""

@@ -33,7 +33,11 @@ class Stepper(Protocol):
         """
 
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """Feed tokens (rows,); return log-probs (rows, V) and the next state."""
+        """Feed tokens (rows,); return scores (rows, V) and the next state.
+
+        The scores are logits or log-probs: the searches normalise them (a
+        log-softmax), so a model need not, and the search can fuse it with top-k.
+        """
 
     def reorder(self, state: Any, index: Tensor) -> Any:
         """Keep rows `index` (rows',) of the state, in that order.
@@ -216,10 +220,9 @@ class _Search:
         last = tokens.new_full((n,), self.stepper.bos_id)  # (N,)
         step = 0
         while beams.sentences.numel() > 0:
-            log_probs, state = self.stepper.step(last, state)
-            log_probs = self._mask(log_probs.float(), beams, step)  # (A*W, V)
+            scores, state = self.stepper.step(last, state)  # (A*W, V)
             attention = self.stepper.attention(state)  # (A*W, S) or None
-            beams, rows = self._advance(beams, log_probs, attention, step)
+            beams, rows = self._advance(beams, scores, attention, step)
             if beams.sentences.numel() > 0:
                 state = self.stepper.reorder(state, rows)
                 last = beams.tokens[:, :, -1].reshape(-1)  # (A*B,)
@@ -230,6 +233,20 @@ class _Search:
         """Tokens no row may take at this step: PAD, BOS, and EOS before min_len."""
         eos = [self.stepper.eos_id] if step < self.cfg.min_len else []
         return self.specials + eos
+
+    def _candidates(
+        self, scores: Tensor, beams: _Beams, step: int, k: int
+    ) -> tuple[Tensor, Tensor]:
+        """Each row's k best log-probs (A*W, k) and tokens from the step's scores.
+
+        The scores (A*W, V) are normalised here (the stepper may return logits).
+        Without n-gram bans or a forced token at this step that is one fused
+        log-softmax + top-k; else the full log-probs are masked first.
+        """
+        if self.cfg.no_repeat_ngram == 0 and step >= self.forced.size(1):
+            return scoring.top_log_probs(scores, k)
+        log_probs = F.log_softmax(scores.float(), dim=1)
+        return scoring.top_k_rows(self._mask(log_probs, beams, step), k)
 
     def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:
         """Apply no_repeat_ngram and the forced prefix to (A*W, V) log-probs.
@@ -247,21 +264,22 @@ class _Search:
         return log_probs
 
     def _advance(
-        self, beams: _Beams, log_probs: Tensor, attention: Tensor | None, step: int
+        self, beams: _Beams, scores: Tensor, attention: Tensor | None, step: int
     ) -> tuple[_Beams, Tensor]:
         """One step: finalise EOS candidates, keep the best B others, drop done sentences.
 
-        Returns the surviving beams and their rows (A'*B,) in the old state.
+        Takes the step's scores (A*W, V); returns the surviving beams and their rows
+        (A'*B,) in the old state.
         """
         a, rows_per = beams.scores.shape  # rows_per: W rows per sentence (1 or B)
-        width, vocab = self.width, log_probs.size(1)
+        width, vocab = self.width, scores.size(1)
         k = min(2 * width, rows_per * vocab)
         # two-stage top-k (per row, then per sentence): a row's score is added to its
         # own k best only, never to all (A, W, V) entries; the banned tokens are
         # dropped from those candidates, so each row takes len(banned) extra
         banned = self._banned(step)
         per_row = min(k + len(banned), vocab)
-        row_values, row_tokens = scoring.top_k_rows(log_probs, per_row)  # (A*W, k')
+        row_values, row_tokens = self._candidates(scores, beams, step, per_row)
         row_values = scoring.forbid_candidates(row_values, row_tokens, banned)
         row_values = row_values.view(a, rows_per, per_row) + beams.scores.unsqueeze(2)
         values, index = row_values.view(a, -1).topk(k, dim=1)  # (A, 2B)

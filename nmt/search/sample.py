@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nmt.search.beam import Stepper, first_tensor, inference, special_tokens
@@ -102,8 +103,9 @@ def _run(
     counts = torch.zeros_like(active)  # (A,) tokens sampled so far
     out: list[list[int]] = [[] for _ in range(rows)]
     for step in range(forced.size(1) + cfg.max_len):
-        log_probs, state = stepper.step(last, state)
-        log_probs = forbid_tokens(log_probs.float(), special_tokens(stepper))  # (A, V)
+        scores, state = stepper.step(last, state)  # (A, V) logits or log-probs
+        log_probs = F.log_softmax(scores.float(), dim=1)
+        log_probs = forbid_tokens(log_probs, special_tokens(stepper))  # (A, V)
         if step < forced.size(1):
             now = forced[active, step]  # (A,) forced token or -1
         else:

@@ -71,12 +71,12 @@ def test_init_state_reads_the_prompt_like_a_forward_pass(cell):
     tokens, lengths = prompts()
     state = model.init_state((tokens, lengths), width=2)
     assert state.hidden.size(0) == 6 and state.pending.tolist() == [8, 8, 9, 9, 11, 11]
-    log_probs, _ = model.step(torch.full((6,), model.bos_id), state)  # (6, V)
+    scores, _ = model.step(torch.full((6,), model.bos_id), state)  # (6, V) logits
     for n, length in enumerate(lengths.tolist()):
         logits, _ = model(tokens[n : n + 1, :length])
-        expected = logits[0, -1].log_softmax(-1)
-        torch.testing.assert_close(log_probs[2 * n], expected)
-        torch.testing.assert_close(log_probs[2 * n + 1], expected)
+        expected = logits[0, -1]
+        torch.testing.assert_close(scores[2 * n], expected)
+        torch.testing.assert_close(scores[2 * n + 1], expected)
 
 
 def test_steps_continue_the_prompt_and_reorder_picks_rows():
@@ -84,9 +84,9 @@ def test_steps_continue_the_prompt_and_reorder_picks_rows():
     tokens, lengths = prompts()
     state = model.init_state((tokens[:1], lengths[:1]), width=1)
     _, state = model.step(torch.tensor([model.bos_id]), state)
-    log_probs, _ = model.step(torch.tensor([12]), state)
+    scores, _ = model.step(torch.tensor([12]), state)
     logits, _ = model(torch.tensor([[5, 6, 7, 8, 12]]))
-    torch.testing.assert_close(log_probs[0], logits[0, -1].log_softmax(-1))
+    torch.testing.assert_close(scores[0], logits[0, -1])
     moved = model.reorder(model.init_state(prompts(), 1), torch.tensor([2, 2, 0]))
     assert moved.pending.tolist() == [11, 11, 8]
     assert model.attention(moved) is None

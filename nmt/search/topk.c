@@ -1,0 +1,152 @@
+/* Fused log-softmax + top-k of each row of a (rows, vocab) score matrix, on a CPU.
+ *
+ * What the search needs from a step's scores (logits, or log-probs) is each row's k
+ * best log-probs and their columns: log_softmax(x).topk(k). PyTorch does that in
+ * three passes over all rows x vocab entries (cast to float32, log-softmax, topk,
+ * whose CPU kernel partially sorts (value, index) pairs at ~1 ns per entry). Here
+ * each row is read twice, both passes vectorised, and only a few entries are sorted:
+ *
+ *   1. block maxima (32 columns each) and the row maximum m;
+ *   2. the k blocks with the largest maxima; the k-th largest of those maxima, t, is
+ *      a lower bound of the row's k-th largest entry (those k blocks hold k entries
+ *      >= t), so every top-k entry is >= t and lies in one of those blocks;
+ *   3. their entries >= t (typically k to 3k) sorted by insertion;
+ *   4. lse = m + log(sum exp(x - m)), exp by range reduction and a polynomial
+ *      (relative error ~1e-7), and the k values minus lse.
+ *
+ * Ties are ordered by column. Rows whose lse is not finite (NaN or inf inputs) are
+ * counted and returned; the caller then redoes the whole matrix with PyTorch, whose
+ * NaN handling it keeps. Built and loaded by nmt/search/native.py.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 32
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(NMT_NO_CLONES)
+/* one copy per instruction set, picked when the library loads */
+#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define CLONES
+#endif
+
+static inline float bits_to_float(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline __attribute__((always_inline)) float load(const void *x, int64_t j,
+                                                         int bf16) {
+    if (bf16) return bits_to_float((uint32_t)((const uint16_t *)x)[j] << 16);
+    return ((const float *)x)[j];
+}
+
+/* exp(x) for x <= 0 (x - row maximum): 2^n * e^f with n = round(x / ln 2) (adding
+ * 1.5 * 2^23 rounds to an integer, whose bits then hold n) and |f| <= ln(2)/2, e^f
+ * by the Cephes polynomial; branch-free so the loop vectorises; ~1e-38 below -87. */
+static inline float exp_nonpositive(float x) {
+    x = x >= -87.0f ? x : -87.0f; /* NaN too: rows with NaN are rejected anyway */
+    float shifted = x * 1.44269504088896341f + 12582912.0f;
+    uint32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    float n = shifted - 12582912.0f;
+    float f = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    return p * bits_to_float((bits - 0x4B400000u + 127u) << 23);
+}
+
+/* Insert (v, j) into the sorted (descending, ties by column) list val/idx of n <= k. */
+static inline int insert(float *val, int64_t *idx, int n, int k, float v, int64_t j) {
+    if (n == k && !(v > val[k - 1] || (v == val[k - 1] && j < idx[k - 1]))) return n;
+    int p = n < k ? n++ : k - 1;
+    while (p > 0 && (val[p - 1] < v || (val[p - 1] == v && idx[p - 1] > j))) {
+        val[p] = val[p - 1];
+        idx[p] = idx[p - 1];
+        p--;
+    }
+    val[p] = v;
+    idx[p] = j;
+    return n;
+}
+
+/* One row: its k best log-probs (descending) and columns; returns 1 if lse is finite. */
+static inline __attribute__((always_inline)) int row(const void *x, int64_t vocab,
+                                                      int k, float *val, int64_t *idx,
+                                                      int bf16) {
+    int64_t full = vocab / BLOCK, blocks = (vocab + BLOCK - 1) / BLOCK;
+    float block_max[blocks];
+    float m = -INFINITY;
+    int bad = 0; /* NaN or +inf entries (-inf is a masked token, fine) */
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t start = b * BLOCK, end = b < full ? start + BLOCK : vocab;
+        float bm = -INFINITY;
+        if (b < full) {
+#pragma omp simd reduction(max : bm) reduction(| : bad)
+            for (int j = 0; j < BLOCK; j++) {
+                float v = load(x, start + j, bf16);
+                bm = v > bm ? v : bm;
+                bad |= !(v <= FLT_MAX);
+            }
+        } else {
+            for (int64_t j = start; j < end; j++) {
+                float v = load(x, j, bf16);
+                bm = v > bm ? v : bm;
+                bad |= !(v <= FLT_MAX);
+            }
+        }
+        block_max[b] = bm;
+        m = bm > m ? bm : m;
+    }
+    /* the k blocks with the largest maxima (all blocks when there are fewer) */
+    int nb = 0, kb = k < blocks ? k : (int)blocks;
+    float best_max[kb];
+    int64_t best[kb];
+    for (int64_t b = 0; b < blocks; b++) nb = insert(best_max, best, nb, kb, block_max[b], b);
+    float bound = kb == k ? best_max[kb - 1] : -INFINITY;
+    float cand[kb * BLOCK];
+    int64_t cand_idx[kb * BLOCK];
+    int nc = 0;
+    for (int c = 0; c < nb; c++) {
+        int64_t start = best[c] * BLOCK, end = start + BLOCK < vocab ? start + BLOCK : vocab;
+        for (int64_t j = start; j < end; j++) { /* branch-free compaction */
+            float v = load(x, j, bf16);
+            cand[nc] = v;
+            cand_idx[nc] = j;
+            nc += v >= bound;
+        }
+    }
+    int n = 0;
+    for (int c = 0; c < nc; c++) n = insert(val, idx, n, k, cand[c], cand_idx[c]);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < vocab; j++) sum += exp_nonpositive(load(x, j, bf16) - m);
+    float lse = m + logf(sum);
+    for (int i = 0; i < k; i++) val[i] -= lse;
+    return n == k && !bad && isfinite(lse);
+}
+
+/* x: rows x vocab float32 (bf16 = 0) or bfloat16 (bf16 = 1), row r at x + r * stride
+ * elements; 1 <= k <= vocab. Writes values (rows, k) and columns (rows, k); returns
+ * the number of rows that need the caller's fallback. */
+CLONES int64_t nmt_top_log_probs(const void *x, int64_t rows, int64_t vocab,
+                                 int64_t stride, int k, int bf16, float *values,
+                                 int64_t *columns) {
+    int64_t bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const void *xr = bf16 ? (const void *)((const uint16_t *)x + r * stride)
+                              : (const void *)((const float *)x + r * stride);
+        int ok = bf16 ? row(xr, vocab, k, values + r * k, columns + r * k, 1)
+                      : row(xr, vocab, k, values + r * k, columns + r * k, 0);
+        bad += !ok;
+    }
+    return bad;
+}
