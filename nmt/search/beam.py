@@ -245,7 +245,7 @@ class _Search:
         """
         if self.cfg.no_repeat_ngram == 0 and step >= self.forced.size(1):
             return scoring.top_log_probs(scores, k)
-        log_probs = F.log_softmax(scores.float(), dim=1)
+        log_probs = scoring.log_softmax(scores)  # (A*W, V)
         return scoring.top_k_rows(self._mask(log_probs, beams, step), k)
 
     def _mask(self, log_probs: Tensor, beams: _Beams, step: int) -> Tensor:

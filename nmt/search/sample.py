@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from nmt.search.beam import Stepper, first_tensor, inference, special_tokens
@@ -20,6 +19,7 @@ from nmt.search.scoring import (
     forbid_tokens,
     keep_top_k,
     keep_top_p,
+    log_softmax,
     prefix_table,
 )
 
@@ -104,8 +104,7 @@ def _run(
     out: list[list[int]] = [[] for _ in range(rows)]
     for step in range(forced.size(1) + cfg.max_len):
         scores, state = stepper.step(last, state)  # (A, V) logits or log-probs
-        log_probs = F.log_softmax(scores.float(), dim=1)
-        log_probs = forbid_tokens(log_probs, special_tokens(stepper))  # (A, V)
+        log_probs = forbid_tokens(log_softmax(scores), special_tokens(stepper))
         if step < forced.size(1):
             now = forced[active, step]  # (A,) forced token or -1
         else:

@@ -230,4 +230,12 @@ def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     fused = native.top_log_probs(scores, k)
     if fused is not None:
         return fused
-    return top_k_rows(F.log_softmax(scores.float(), dim=1), k)
+    return top_k_rows(log_softmax(scores), k)
+
+
+def log_softmax(scores: Tensor) -> Tensor:
+    """(R, V) logits or log-probs -> float32 log-probs; a row of -inf stays -inf
+    (a stepper's dead end), where `F.log_softmax` would give NaN."""
+    log_probs = F.log_softmax(scores.float(), dim=1)
+    dead = scores.amax(dim=1, keepdim=True) == NEG_INF  # (R, 1)
+    return log_probs.masked_fill(dead, NEG_INF)

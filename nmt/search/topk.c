@@ -11,19 +11,21 @@
  *      a lower bound of the row's k-th largest entry (those k blocks hold k entries
  *      >= t), so every top-k entry is >= t and lies in one of those blocks;
  *   3. their entries >= t (typically k to 3k) sorted by insertion;
- *   4. lse = m + log(sum exp(x - m)), exp by range reduction and a polynomial
- *      (relative error ~1e-7), and the k values minus lse.
+ *   4. log-probs (x - m) - log(sum exp(x - m)), the sum over 16 lanes, exp by range
+ *      reduction and a polynomial (relative error < 1e-7).
  *
- * Ties are ordered by column. Rows whose lse is not finite (NaN or inf inputs) are
- * counted and returned; the caller then redoes the whole matrix with PyTorch, whose
- * NaN handling it keeps. Built and loaded by nmt/search/native.py.
+ * Ties are ordered by column; a row of -inf (all masked) gives -inf. Rows with NaN
+ * or +inf are counted and returned; the caller then redoes the whole matrix with
+ * PyTorch, whose NaN handling it keeps. Stack use: vocab / 8 + 396 * k bytes, so
+ * the caller bounds vocab and k. Built and loaded by nmt/search/native.py.
  */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#define BLOCK 32
+#define BLOCK 32 /* columns per block */
+#define LANES 16 /* independent accumulators: one AVX-512 register of floats */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(NMT_NO_CLONES)
 /* one copy per instruction set, picked when the library loads */
@@ -126,12 +128,21 @@ static inline __attribute__((always_inline)) int row(const void *x, int64_t voca
     }
     int n = 0;
     for (int c = 0; c < nc; c++) n = insert(val, idx, n, k, cand[c], cand_idx[c]);
+    float lane_sum[LANES] = {0.0f}; /* LANES partial sums: vectorised, and accurate */
+    int64_t j = 0;
+    for (; j + LANES <= vocab; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            lane_sum[l] += exp_nonpositive(load(x, j + l, bf16) - m);
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < vocab; j++) sum += exp_nonpositive(load(x, j, bf16) - m);
-    float lse = m + logf(sum);
-    for (int i = 0; i < k; i++) val[i] -= lse;
-    return n == k && !bad && isfinite(lse);
+    for (; j < vocab; j++) sum += exp_nonpositive(load(x, j, bf16) - m);
+    for (int l = 0; l < LANES; l++) sum += lane_sum[l];
+    if (m == -INFINITY) { /* every entry masked: all -inf, as log_softmax's rows */
+        for (int i = 0; i < k; i++) val[i] = -INFINITY;
+        return n == k && !bad;
+    }
+    float log_sum = logf(sum); /* (x - m) - log_sum: exact x - m, one rounding less */
+    for (int i = 0; i < k; i++) val[i] = (val[i] - m) - log_sum;
+    return n == k && !bad && isfinite(log_sum);
 }
 
 /* x: rows x vocab float32 (bf16 = 0) or bfloat16 (bf16 = 1), row r at x + r * stride
