@@ -266,9 +266,8 @@ class RNNDecoder(nn.Module):
                 stacked = torch.cat([w_hh, query])  # (G + Q, H)
                 bias = torch.cat([b_hh, b_hh.new_zeros(len(query))])  # (G + Q,)
                 pieces = pieces._replace(
-                    hh_query=stacked.to(dtype), hh_query_bias=bias.to(dtype)
-                )
-                pieces = pieces._replace(
+                    hh_query=stacked.to(dtype),
+                    hh_query_bias=bias.to(dtype),
                     hh_query_fast=frozen_linear(
                         stacked, bias, device, dtype, int8=int8
                     ),

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("topk.c")
 FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
-# without -fopenmp-simd the max/sum loops stay scalar (no reassociation allowed)
+# without -fopenmp-simd the block-maximum loop stays scalar (a max reduction may
+# not be reordered); the exp sum vectorises either way (16 explicit lanes)
 SIMD = ["-fopenmp-simd"]
 # the kernel's buffers live on the stack (~60 KB at these bounds; musl's threads
 # get 128 KB): k <= 64 covers beams up to 31 wide
@@ -53,7 +54,10 @@ def _build(cc: str, out: Path) -> str | None:
     """Compile SOURCE to `out` (atomically); None on success, else the reason."""
     attempts = [FLAGS + SIMD, FLAGS + SIMD + ["-DNMT_NO_CLONES"], FLAGS]
     errors = ""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cache directory: {error}"
     for flags in attempts:
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
         os.close(fd)
@@ -94,22 +98,20 @@ def library() -> ctypes.CDLL | None:
     except (OSError, RuntimeError) as error:  # no topk.c, no home directory
         log.info("native top-k unavailable (%s): top-k runs in PyTorch", error)
         return None
-    lib = None
-    for attempt in range(2):  # a cached library that does not load is rebuilt once
+    for rebuild in (not path.exists(), True):  # a cached file that fails to load
+        if rebuild:  # is rebuilt once
+            reason = _build(cc, path)
+            if reason is not None:
+                log.info("native top-k not built (%s): top-k runs in PyTorch", reason)
+                return None
         try:
-            if attempt or not path.exists():
-                reason = _build(cc, path)
-                if reason is not None:
-                    log.info(
-                        "native top-k not built (%s): top-k runs in PyTorch", reason
-                    )
-                    return None
             lib = ctypes.CDLL(str(path))
             break
         except OSError as error:
-            if attempt:
-                log.info("native top-k unavailable (%s): top-k runs in PyTorch", error)
-                return None
+            load_error = error
+    else:
+        log.info("native top-k unavailable (%s): top-k runs in PyTorch", load_error)
+        return None
     fn = lib.nmt_top_log_probs
     fn.restype = ctypes.c_int64
     fn.argtypes = [
