@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from nmt import native
+
 ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat", "none")
 
 
@@ -52,6 +54,19 @@ class Attention(nn.Module):
         """`weights` without gradients from project_query(query) (N, T, Q) and
         `prepare(keys)`; same result."""
         return self.weights(projected, keys, mask)
+
+    def prepared_mix(
+        self,
+        projected: Tensor,
+        keys: Tensor,
+        prepared: Tensor,
+        mask: Tensor,
+        values: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """`prepared_weights` (N, T, S) and their mix of per-sentence values
+        (N, S, G) -> (N, T, G) in the values' dtype or float32."""
+        weights = self.prepared_weights(projected, keys, prepared, mask)
+        return weights, torch.bmm(weights.to(values.dtype), values)
 
     def forward(
         self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
@@ -139,6 +154,28 @@ class AdditiveAttention(Attention):
             inverse = 1.0 / (2.0 * v)  # (A,) +-inf where v is +-0: the term is 0
             scores = _exp_scores(torch.exp(-q) * inverse, prepared, inverse)
         return _masked_softmax(scores - v.sum(), mask)
+
+    def prepared_mix(
+        self,
+        projected: Tensor,
+        keys: Tensor,
+        prepared: Tensor,
+        mask: Tensor,
+        values: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """On a CPU one native pass (`nmt.native.additive_mix`: the scores of
+        `prepared_weights`, softmax and mix, float32 throughout) where it can run."""
+        if prepared.size(-1) > 0:
+            fused = native.additive_mix(
+                projected,
+                prepared,
+                1.0 / (2.0 * self.v.weight.float()[0]),
+                mask,
+                values,
+            )
+            if fused is not None:
+                return fused
+        return super().prepared_mix(projected, keys, prepared, mask, values)
 
 
 # energy elements per chunk in `_additive_scores`: 4 MiB of float32 stays in the

@@ -390,10 +390,9 @@ class RNNDecoder(nn.Module):
         rows = projected.size(0)
         sentences = state.keys.size(0)
         grouped = projected.reshape(sentences, -1, projected.size(-1))  # (N, W, Q)
-        weights = self.attention.prepared_weights(  # (N, W, S)
-            grouped, state.keys, state.prepared, state.mask
+        weights, mixed = self.attention.prepared_mix(  # (N, W, S), (N, W, G)
+            grouped, state.keys, state.prepared, state.mask, state.values
         )
-        mixed = torch.bmm(weights.to(state.values.dtype), state.values)  # (N, W, G)
         return weights.reshape(rows, -1), mixed.reshape(rows, -1)
 
     def forward(self, tgt_in: Tensor, state: DecoderState) -> Tensor:

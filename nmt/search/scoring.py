@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt.search import native
+from nmt import native
 
 NEG_INF = float("-inf")
 
@@ -218,7 +218,7 @@ def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     `scores` may be logits or log-probs (a log-softmax leaves log-probs as they
     are, up to rounding). On a CPU this is one fused native pass when the kernel
-    could be built (`nmt.search.native`), else PyTorch's; the two agree to ~1e-6.
+    could be built (`nmt.native`), else PyTorch's; the two agree to ~1e-6.
 
     Args:
         scores: (R, V) float32 or bfloat16.

@@ -1,4 +1,4 @@
-"""The fused native log-softmax + top-k (nmt/search/topk.c) against PyTorch."""
+"""The fused native log-softmax + top-k (nmt/native/topk.c) against PyTorch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.search import BeamConfig, beam_search, native, scoring
+from nmt import native
+from nmt.search import BeamConfig, beam_search, scoring
 
 torch.set_num_threads(1)
 
@@ -22,7 +23,9 @@ def built() -> None:
         pytest.skip("no C compiler here: the native kernel cannot be built")
     if os.environ.get("NMT_NATIVE") == "0":
         pytest.skip("NMT_NATIVE=0 switches the native kernel off")
-    assert native.library() is not None, "topk.c did not build or load (see the log)"
+    assert native.library() is not None, (
+        "the kernels did not build or load (see the log)"
+    )
 
 
 def reference(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +177,7 @@ def test_switched_off_or_without_compiler(monkeypatch, tmp_path, caplog):
         native.library.cache_clear()
         monkeypatch.delenv("NMT_NATIVE")
         monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-        with caplog.at_level(logging.INFO, logger="nmt.search.native"):
+        with caplog.at_level(logging.INFO, logger="nmt.native"):
             assert native.library() is None
         assert "no C compiler" in caplog.text
         x = torch.randn(3, 50)
@@ -185,7 +188,7 @@ def test_switched_off_or_without_compiler(monkeypatch, tmp_path, caplog):
         assert torch.equal(columns, expected.indices)
         native.library.cache_clear()
         monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-        with caplog.at_level(logging.INFO, logger="nmt.search.native"):
+        with caplog.at_level(logging.INFO, logger="nmt.native"):
             assert native.library() is None
         assert "not built" in caplog.text
         assert not list(tmp_path.iterdir())  # no half-written library left behind

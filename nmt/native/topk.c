@@ -17,53 +17,19 @@
  * Ties are ordered by column; a row of -inf (all masked) gives -inf. Rows with NaN
  * or +inf are counted and returned; the caller then redoes the whole matrix with
  * PyTorch, whose NaN handling it keeps. Stack use: vocab / 8 + 396 * k bytes, so
- * the caller bounds vocab and k. Built and loaded by nmt/search/native.py.
+ * the caller bounds vocab and k. Built and loaded by nmt/native/__init__.py.
  */
 #include <float.h>
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
+
+#include "common.h"
 
 #define BLOCK 32 /* columns per block */
-#define LANES 16 /* independent accumulators: one AVX-512 register of floats */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(NMT_NO_CLONES)
-/* one copy per instruction set, picked when the library loads */
-#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define CLONES
-#endif
-
-static inline float bits_to_float(uint32_t bits) {
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline __attribute__((always_inline)) float load(const void *x, int64_t j,
-                                                         int bf16) {
-    if (bf16) return bits_to_float((uint32_t)((const uint16_t *)x)[j] << 16);
-    return ((const float *)x)[j];
-}
-
-/* exp(x) for x <= 0 (x - row maximum): 2^n * e^f with n = round(x / ln 2) (adding
- * 1.5 * 2^23 rounds to an integer, whose bits then hold n) and |f| <= ln(2)/2, e^f
- * by the Cephes polynomial; branch-free so the loop vectorises; ~1e-38 below -87. */
+/* exp(x) for x <= 0 (x - row maximum); ~1e-38 below -87 */
 static inline float exp_nonpositive(float x) {
     x = x >= -87.0f ? x : -87.0f; /* NaN too: rows with NaN are rejected anyway */
-    float shifted = x * 1.44269504088896341f + 12582912.0f;
-    uint32_t bits;
-    memcpy(&bits, &shifted, sizeof bits);
-    float n = shifted - 12582912.0f;
-    float f = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * f + 1.3981999507e-3f;
-    p = p * f + 8.3334519073e-3f;
-    p = p * f + 4.1665795894e-2f;
-    p = p * f + 1.6666665459e-1f;
-    p = p * f + 5.0000001201e-1f;
-    p = p * f * f + f + 1.0f;
-    return p * bits_to_float((bits - 0x4B400000u + 127u) << 23);
+    return exp_bounded(x);
 }
 
 /* Insert (v, j) into the sorted (descending, ties by column) list val/idx of n <= k. */

@@ -1,11 +1,15 @@
-"""The search's one native kernel (`topk.c`: fused log-softmax + top-k), built on demand.
+"""Native CPU kernels for decoding, built on demand.
 
-On first use the C file is compiled with the machine's C compiler (`$CC`, else cc,
+- `topk.c`: the search's fused log-softmax + top-k (`top_log_probs`);
+- `attention.c`: additive attention's scores, softmax and values mix in one pass
+  (`additive_mix`).
+
+On first use the C files are compiled with the machine's C compiler (`$CC`, else cc,
 gcc or clang) into the user's cache (`$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` or
 `~/.cache/nmt`), once per source, compiler and platform, and loaded with ctypes;
 ctypes releases the GIL while it runs, so decoding workers overlap. Without a
-compiler, on other devices or with `NMT_NATIVE=0`, `top_log_probs` returns None
-and callers use PyTorch.
+compiler, on other devices or with `NMT_NATIVE=0`, the functions return None and
+callers use PyTorch.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("topk.c")
+HERE = Path(__file__).parent
+SOURCES = [HERE / "topk.c", HERE / "attention.c"]
+HEADERS = [HERE / "common.h"]
 FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
 # without -fopenmp-simd the block-maximum loop stays scalar (a max reduction may
 # not be reordered); the exp sum vectorises either way (16 explicit lanes)
@@ -51,7 +57,7 @@ def _cache_dir() -> Path:
 
 
 def _build(cc: str, out: Path) -> str | None:
-    """Compile SOURCE to `out` (atomically); None on success, else the reason."""
+    """Compile SOURCES to `out` (atomically); None on success, else the reason."""
     attempts = [FLAGS + SIMD, FLAGS + SIMD + ["-DNMT_NO_CLONES"], FLAGS]
     errors = ""
     try:
@@ -61,7 +67,7 @@ def _build(cc: str, out: Path) -> str | None:
     for flags in attempts:
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
         os.close(fd)
-        cmd = [cc, *flags, str(SOURCE), "-o", tmp, "-lm"]
+        cmd = [cc, *flags, *map(str, SOURCES), "-o", tmp, "-lm"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
@@ -80,29 +86,32 @@ def _build(cc: str, out: Path) -> str | None:
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The compiled kernel, building it on first use; None (logged once) if it cannot be."""
+    """The compiled kernels, built on first use; None (logged once) if they cannot be."""
     if os.environ.get("NMT_NATIVE", "1") == "0":
         return None
     cc = _compiler()
     if cc is None:
-        log.info("no C compiler found: top-k runs in PyTorch")
+        log.info("no C compiler found: decoding runs in PyTorch only")
         return None
     try:
         key = hashlib.sha256(
             b"\0".join(
-                [SOURCE.read_bytes(), cc.encode(), " ".join(FLAGS + SIMD).encode()]
+                [f.read_bytes() for f in SOURCES + HEADERS]
+                + [cc.encode(), " ".join(FLAGS + SIMD).encode()]
                 + [s.encode() for s in (sys.platform, platform.machine())]
             )
         ).hexdigest()[:16]
-        path = _cache_dir() / f"topk-{key}.so"
-    except (OSError, RuntimeError) as error:  # no topk.c, no home directory
-        log.info("native top-k unavailable (%s): top-k runs in PyTorch", error)
+        path = _cache_dir() / f"kernels-{key}.so"
+    except (OSError, RuntimeError) as error:  # a source missing, no home directory
+        log.info("native kernels unavailable (%s): decoding runs in PyTorch", error)
         return None
     for rebuild in (not path.exists(), True):  # a cached file that fails to load
         if rebuild:  # is rebuilt once
             reason = _build(cc, path)
             if reason is not None:
-                log.info("native top-k not built (%s): top-k runs in PyTorch", reason)
+                log.info(
+                    "native kernels not built (%s): decoding runs in PyTorch", reason
+                )
                 return None
         try:
             lib = ctypes.CDLL(str(path))
@@ -110,20 +119,20 @@ def library() -> ctypes.CDLL | None:
         except OSError as error:
             load_error = error
     else:
-        log.info("native top-k unavailable (%s): top-k runs in PyTorch", load_error)
+        log.info(
+            "native kernels unavailable (%s): decoding runs in PyTorch", load_error
+        )
         return None
-    fn = lib.nmt_top_log_probs
-    fn.restype = ctypes.c_int64
-    fn.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-    ]
+    i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    signatures = {
+        "nmt_top_log_probs": [ptr, i64, i64, i64, flag, flag, ptr, ptr],
+        "nmt_additive_mix": [ptr, i64, flag, ptr, ptr, ptr, ptr, flag]
+        + [i64] * 5
+        + [ptr] * 3,
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = i64, argtypes
     return lib
 
 
@@ -170,3 +179,79 @@ def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor] | None:
         columns.data_ptr(),
     )
     return None if bad else (values, columns)
+
+
+def additive_mix(
+    q: Tensor, exp_keys: Tensor, c: Tensor, mask: Tensor, values: Tensor
+) -> tuple[Tensor, Tensor] | None:
+    """Additive attention's weights and their mix of values in one native pass, or None.
+
+    score[n, w, s] = sum_a 1 / (c_a + exp(-q[n, w, a]) c_a e[n, s, a]), weights the
+    softmax of the scores over the unmasked s, mixed = weights @ values (see
+    `AdditiveAttention.prepared_weights`). None when the kernel cannot take the
+    input (not on a CPU, gradients on, some |q| > 80, no compiled kernel): the
+    caller then uses PyTorch. Agrees with PyTorch's float32 result to ~1e-6.
+
+    Args:
+        q: (N, W, A) float32 or bfloat16, 2 W_q query.
+        exp_keys: (N, S, A) float32, exp(-2 W_k key).
+        c: (A,) float32, 1 / 2v.
+        mask: (N, S) bool, True at real source positions.
+        values: (N, S, G) float32 or bfloat16.
+
+    Returns:
+        weights (N, W, S) and mixed (N, W, G), float32.
+    """
+    tensors = (q, exp_keys, c, mask, values)
+    if (
+        any(t.device.type != "cpu" for t in tensors)
+        or q.dtype not in (torch.float32, torch.bfloat16)
+        or values.dtype not in (torch.float32, torch.bfloat16)
+        or (exp_keys.dtype, c.dtype, mask.dtype)
+        != (torch.float32, torch.float32, torch.bool)
+        or q.dim() != 3
+        or exp_keys.dim() != 3
+        or values.dim() != 3
+        or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    ):
+        return None
+    n, width, size = q.shape
+    src, gates = exp_keys.size(1), values.size(2)
+    if (
+        exp_keys.shape != (n, src, size)
+        or c.shape != (size,)
+        or mask.shape != (n, src)
+        or values.shape[:2] != (n, src)
+    ):
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    rows = q.reshape(n * width, size)  # a view where the strides allow
+    if size > 1 and rows.stride(1) != 1:
+        rows = rows.contiguous()
+    exp_keys, c, mask, values = (t.contiguous() for t in (exp_keys, c, mask, values))
+    scratch = torch.empty(size, dtype=torch.float32)
+    weights = torch.empty((n, width, src), dtype=torch.float32)
+    mixed = torch.empty((n, width, gates), dtype=torch.float32)
+    if n * width == 0:
+        return weights, mixed
+    bad = lib.nmt_additive_mix(
+        rows.data_ptr(),
+        rows.stride(0),
+        int(q.dtype == torch.bfloat16),
+        exp_keys.data_ptr(),
+        c.data_ptr(),
+        mask.data_ptr(),
+        values.data_ptr(),
+        int(values.dtype == torch.bfloat16),
+        n,
+        width,
+        src,
+        size,
+        gates,
+        scratch.data_ptr(),
+        weights.data_ptr(),
+        mixed.data_ptr(),
+    )
+    return None if bad else (weights, mixed)

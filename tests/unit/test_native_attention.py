@@ -1,0 +1,142 @@
+"""The fused native additive attention (nmt/native/attention.c) against PyTorch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt import native
+from nmt.models.attention import _masked_softmax, build_attention
+from nmt.search import beam_search
+from tests.conftest import peaked_search_case
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def built(monkeypatch) -> None:
+    """Skips only without a compiler: a kernel that fails to build must fail here."""
+    monkeypatch.delenv("NMT_NATIVE", raising=False)
+    native.library.cache_clear()
+    if native._compiler() is None:
+        pytest.skip("no C compiler here: the native kernels cannot be built")
+    assert native.library() is not None, "the kernels did not build (see the log)"
+    yield
+    native.library.cache_clear()
+
+
+def case(sentences, width, src, size, gates, *, q_scale=2.0, seed=0):
+    """(attention, q (N, W, A), keys, prepared, mask, values (N, S, G) float32)."""
+    torch.manual_seed(seed)
+    attn = build_attention("bahdanau", query_size=8, memory_size=8, attn_size=size)
+    q = torch.randn(sentences, width, size) * q_scale
+    keys = torch.randn(sentences, src, size) * 2.0
+    lengths = torch.randint(1, src + 1, (sentences,))
+    lengths[0] = src
+    mask = torch.arange(src)[None, :] < lengths[:, None]
+    values = torch.randn(sentences, src, gates)
+    return attn, q, keys, attn.prepare(keys), mask, values
+
+
+def pytorch_mix(attn, q, keys, prepared, mask, values):
+    """PyTorch's float32 path: `prepared_weights`, then weights @ values."""
+    weights = attn.prepared_weights(q, keys, prepared, mask)
+    return weights, torch.bmm(weights, values.float())
+
+
+@pytest.mark.parametrize("values_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "sentences, width, src, size, gates",
+    [
+        (3, 5, 7, 64, 96),  # whole 32-column blocks, one 4-row chunk and 1 row
+        (2, 1, 1, 17, 5),  # greedy, one position, remainder columns only
+        (4, 3, 33, 48, 70),  # 3-row chunk, 32 + 32 + 6 columns
+        (1, 9, 12, 512, 2048),  # the Multi30k model's sizes, a wide beam
+        (2, 2, 5, 1, 33),
+    ],
+)
+def test_equals_pytorch(built, values_dtype, sentences, width, src, size, gates):
+    attn, q, keys, prepared, mask, values = case(sentences, width, src, size, gates)
+    values = values.to(values_dtype)
+    with torch.no_grad():
+        got = attn.prepared_mix(q, keys, prepared, mask, values)
+        expected = pytorch_mix(attn, q, keys, prepared, mask, values)
+    assert got[0].dtype == got[1].dtype == torch.float32
+    assert got[0].shape == (sentences, width, src)
+    assert got[1].shape == (sentences, width, gates)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+    assert (got[0][~mask[:, None].expand_as(got[0])] == 0).all()
+
+
+def test_bfloat16_strided_queries_and_zero_v(built):
+    """q as the search passes it (a bf16 slice of a wider matrix), and v entries
+    that are 0 or tiny (c = 1 / 2v is inf or huge: those terms vanish)."""
+    attn, q, keys, prepared, mask, values = case(4, 5, 9, 24, 40)
+    with torch.no_grad():
+        attn.v.weight[0, :2] = torch.tensor([0.0, 1e-30])
+        wide = torch.randn(20, 50).bfloat16()
+        wide[:, 10:34] = q.reshape(20, 24).bfloat16()
+        strided = wide[:, 10:34].reshape(4, 5, 24)
+        got = native.additive_mix(
+            strided, prepared, 1.0 / (2.0 * attn.v.weight[0]), mask, values
+        )
+        expected = pytorch_mix(attn, strided.float(), keys, prepared, mask, values)
+    assert got is not None and torch.isfinite(got[1]).all()
+    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+
+
+def test_large_queries_fall_back_to_the_sigmoid_form(built):
+    attn, q, keys, prepared, mask, values = case(3, 2, 6, 16, 8, q_scale=40.0)
+    assert q.abs().max() > 80
+    c = 1.0 / (2.0 * attn.v.weight[0].detach())
+    with torch.no_grad():
+        assert native.additive_mix(q, prepared, c, mask, values) is None
+        q_nan = q.clamp(-1, 1)
+        q_nan[1, 0, 3] = float("nan")
+        assert native.additive_mix(q_nan, prepared, c, mask, values) is None
+        got = attn.prepared_mix(q, keys, prepared, mask, values)
+        weights = _masked_softmax(attn._score(q, keys), mask)  # the sigmoid form
+    torch.testing.assert_close(got[0], weights, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got[1], torch.bmm(weights, values), atol=1e-5, rtol=1e-5)
+
+
+def test_inputs_it_does_not_take(built):
+    attn, q, keys, prepared, mask, values = case(2, 3, 4, 8, 8)
+    c = 1.0 / (2.0 * attn.v.weight[0].detach())
+    assert native.additive_mix(q, prepared, c, mask, values) is not None
+    assert native.additive_mix(q.double(), prepared, c, mask, values) is None
+    assert native.additive_mix(q, prepared[:, :3], c, mask, values) is None  # S
+    assert native.additive_mix(q, prepared, c[:4], mask, values) is None  # A
+    assert native.additive_mix(q, prepared, c, mask.long(), values) is None
+    assert native.additive_mix(q[0], prepared, c, mask, values) is None
+    grad = q.clone().requires_grad_()
+    assert native.additive_mix(grad, prepared, c, mask, values) is None
+    with torch.no_grad():
+        assert native.additive_mix(grad, prepared, c, mask, values) is not None
+    empty = native.additive_mix(q[:, :0], prepared, c, mask, values)
+    assert empty is not None and empty[1].shape == (2, 0, 8)
+
+
+def test_all_masked_row_is_nan_as_with_torch(built):
+    attn, q, keys, prepared, mask, values = case(2, 2, 4, 8, 8)
+    mask[1] = False
+    with torch.no_grad():
+        got = attn.prepared_mix(q, keys, prepared, mask, values)[0]
+        expected = pytorch_mix(attn, q, keys, prepared, mask, values)[0]
+    assert got[1].isnan().all() and expected[1].isnan().all()
+    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=1e-5)
+
+
+def test_beam_search_same_with_and_without_kernel(built, monkeypatch):
+    """A whole search on a trained-like model decodes the same either way."""
+    model, inputs, lengths, cfg = peaked_search_case()
+    with torch.no_grad():
+        fused = beam_search(model, inputs, lengths, cfg)
+        monkeypatch.setattr(native, "additive_mix", lambda *args: None)
+        plain = beam_search(model, inputs, lengths, cfg)
+    for a, b in zip(fused, plain):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        for x, y in zip(a, b):
+            assert x.log_prob == pytest.approx(y.log_prob, abs=1e-5)
