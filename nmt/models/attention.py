@@ -139,9 +139,10 @@ class AdditiveAttention(Attention):
         """With x = q + k (both doubled), 2 v_a sigmoid(x_a) = 1 / (c_a + p_a e_a)
         for c = 1 / 2v, p = exp(-q) c, e = exp(-k) = `prepared`: a product, a sum
         and a reciprocal per energy element instead of an exp. Needs |q|, |k| <=
-        EXP_LIMIT and no gradients (else the sigmoid form); where c + p e overflows
-        (tiny v or large x) the term it drops is below float32's smallest normal
-        number."""
+        EXP_LIMIT and no gradients (else the sigmoid form). Where p e overflows
+        (large -x) the term it drops is below float32's smallest normal number,
+        except where p itself does (|v_a| < exp(-q_a) / 6.8e38 < 8.1e-5): that
+        term becomes 0 instead of at most 2 |v_a| < 1.7e-4."""
         q = projected.float()  # (N, T, A)
         if (
             prepared.size(-1) == 0
@@ -166,13 +167,8 @@ class AdditiveAttention(Attention):
         """On a CPU one native pass (`nmt.native.additive_mix`: the scores of
         `prepared_weights`, softmax and mix, float32 throughout) where it can run."""
         if prepared.size(-1) > 0:
-            fused = native.additive_mix(
-                projected,
-                prepared,
-                1.0 / (2.0 * self.v.weight.float()[0]),
-                mask,
-                values,
-            )
+            v = self.v.weight[0].float()  # (A,)
+            fused = native.additive_mix(projected, prepared, v, mask, values)
             if fused is not None:
                 return fused
         return super().prepared_mix(projected, keys, prepared, mask, values)

@@ -75,7 +75,8 @@ def _build(cc: str, out: Path) -> str | None:
                 os.replace(tmp, out)
                 return None
             lines = done.stderr.strip().splitlines()
-            errors = lines[-1] if lines else f"exit status {done.returncode}"
+            first = next((line for line in lines if "error" in line), None)
+            errors = first or (lines[-1] if lines else f"exit {done.returncode}")
         except (OSError, subprocess.SubprocessError) as error:
             errors = str(error)
         finally:
@@ -182,32 +183,33 @@ def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor] | None:
 
 
 def additive_mix(
-    q: Tensor, exp_keys: Tensor, c: Tensor, mask: Tensor, values: Tensor
+    q: Tensor, exp_keys: Tensor, v: Tensor, mask: Tensor, values: Tensor
 ) -> tuple[Tensor, Tensor] | None:
     """Additive attention's weights and their mix of values in one native pass, or None.
 
-    score[n, w, s] = sum_a 1 / (c_a + exp(-q[n, w, a]) c_a e[n, s, a]), weights the
-    softmax of the scores over the unmasked s, mixed = weights @ values (see
-    `AdditiveAttention.prepared_weights`). None when the kernel cannot take the
-    input (not on a CPU, gradients on, some |q| > 80, no compiled kernel): the
-    caller then uses PyTorch. Agrees with PyTorch's float32 result to ~1e-6.
+    score[n, w, s] = sum_a 1 / (c_a + exp(-q[n, w, a]) c_a e[n, s, a]) with
+    c = 1 / 2v, weights the softmax of the scores over the unmasked s, mixed =
+    weights @ values (see `AdditiveAttention.prepared_weights`). None when the
+    kernel cannot take the input (not on a CPU, gradients on, some |q| > 80, a
+    score that is not finite, no compiled kernel): the caller then uses PyTorch.
+    Agrees with PyTorch's float32 result to ~1e-6.
 
     Args:
         q: (N, W, A) float32 or bfloat16, 2 W_q query.
         exp_keys: (N, S, A) float32, exp(-2 W_k key).
-        c: (A,) float32, 1 / 2v.
+        v: (A,) float32, the attention's output weights.
         mask: (N, S) bool, True at real source positions.
         values: (N, S, G) float32 or bfloat16.
 
     Returns:
         weights (N, W, S) and mixed (N, W, G), float32.
     """
-    tensors = (q, exp_keys, c, mask, values)
+    tensors = (q, exp_keys, v, mask, values)
     if (
         any(t.device.type != "cpu" for t in tensors)
         or q.dtype not in (torch.float32, torch.bfloat16)
         or values.dtype not in (torch.float32, torch.bfloat16)
-        or (exp_keys.dtype, c.dtype, mask.dtype)
+        or (exp_keys.dtype, v.dtype, mask.dtype)
         != (torch.float32, torch.float32, torch.bool)
         or q.dim() != 3
         or exp_keys.dim() != 3
@@ -219,7 +221,7 @@ def additive_mix(
     src, gates = exp_keys.size(1), values.size(2)
     if (
         exp_keys.shape != (n, src, size)
-        or c.shape != (size,)
+        or v.shape != (size,)
         or mask.shape != (n, src)
         or values.shape[:2] != (n, src)
     ):
@@ -230,8 +232,8 @@ def additive_mix(
     rows = q.reshape(n * width, size)  # a view where the strides allow
     if size > 1 and rows.stride(1) != 1:
         rows = rows.contiguous()
-    exp_keys, c, mask, values = (t.contiguous() for t in (exp_keys, c, mask, values))
-    scratch = torch.empty(size, dtype=torch.float32)
+    exp_keys, v, mask, values = (t.contiguous() for t in (exp_keys, v, mask, values))
+    scratch = torch.empty(2 * size, dtype=torch.float32)
     weights = torch.empty((n, width, src), dtype=torch.float32)
     mixed = torch.empty((n, width, gates), dtype=torch.float32)
     if n * width == 0:
@@ -241,7 +243,7 @@ def additive_mix(
         rows.stride(0),
         int(q.dtype == torch.bfloat16),
         exp_keys.data_ptr(),
-        c.data_ptr(),
+        v.data_ptr(),
         mask.data_ptr(),
         values.data_ptr(),
         int(values.dtype == torch.bfloat16),

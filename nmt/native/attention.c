@@ -13,9 +13,10 @@
  * here a sentence's e and values are read from cache by all its rows, in float32.
  * A row whose positions are all masked gets NaN weights, as with torch.softmax.
  *
- * Returns 0, or 1 (nothing written) when some |q| > 80 or q is NaN: exp(-q) may
- * then leave float32, and the caller uses the sigmoid form. Built and loaded by
- * nmt/native/__init__.py.
+ * Returns 0, or 1 when some |q| > 80 or q is NaN (exp(-q) may then leave float32;
+ * nothing is written) or some unmasked score is not finite (NaN or inf in the keys
+ * or v): the caller then uses PyTorch, whose NaN handling it keeps. Built and
+ * loaded by nmt/native/__init__.py.
  */
 #include <math.h>
 
@@ -34,10 +35,21 @@ typedef float vec_unaligned __attribute__((vector_size(VW * 4), aligned(4)));
 typedef uint16_t half_unaligned __attribute__((vector_size(VW * 2), aligned(2)));
 typedef uint32_t words __attribute__((vector_size(VW * 4)));
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector)
+#define HAS_CONVERTVECTOR 1
+#endif
+#endif
+
 /* x[0 .. VW) as floats */
 static inline __attribute__((always_inline)) vec load_vec(const void *x, int bf16) {
     if (bf16) {
+#ifdef HAS_CONVERTVECTOR /* GCC >= 9, clang */
         words bits = __builtin_convertvector(*(const half_unaligned *)x, words) << 16;
+#else
+        words bits;
+        for (int i = 0; i < VW; i++) bits[i] = (uint32_t)((const uint16_t *)x)[i] << 16;
+#endif
         vec out;
         memcpy(&out, &bits, sizeof out);
         return out;
@@ -105,21 +117,23 @@ static inline __attribute__((always_inline)) void mix(const float *wt, const cha
 }
 
 /* q (N*W rows of A, row stride q_stride) float32 or bfloat16; exp_keys (N, S, A),
- * c (A,) float32; mask (N, S) bool; values (N, S, G) float32 or bfloat16; all
- * contiguous but q's rows. p: A floats of scratch. Out: weights (N*W, S) and mixed
+ * v (A,) float32; mask (N, S) bool; values (N, S, G) float32 or bfloat16; all
+ * contiguous but q's rows. scratch: 2A floats. Out: weights (N*W, S) and mixed
  * (N*W, G) float32. */
 CLONES int64_t nmt_additive_mix(const void *q, int64_t q_stride, int q_bf16,
-                                const float *exp_keys, const float *c,
+                                const float *exp_keys, const float *v,
                                 const uint8_t *mask, const void *values, int values_bf16,
                                 int64_t sentences, int64_t width, int64_t src,
-                                int64_t size, int64_t gates, float *p, float *weights,
-                                float *mixed) {
+                                int64_t size, int64_t gates, float *scratch,
+                                float *weights, float *mixed) {
     int64_t rows = sentences * width;
     for (int64_t r = 0; r < rows; r++) {
         int bad = 0;
         for (int64_t a = 0; a < size; a++) bad |= !(fabsf(load(q, r * q_stride + a, q_bf16)) <= EXP_LIMIT);
         if (bad) return 1;
     }
+    float *c = scratch, *p = scratch + size; /* c = 1 / 2v (inf where v is 0) */
+    for (int64_t a = 0; a < size; a++) c[a] = 1.0f / (2.0f * v[a]);
     const int64_t value_bytes = values_bf16 ? 2 : 4;
     for (int64_t n = 0; n < sentences; n++) {
         const float *e = exp_keys + n * src * size;
@@ -130,10 +144,13 @@ CLONES int64_t nmt_additive_mix(const void *q, int64_t q_stride, int q_bf16,
                 p[a] = exp_bounded(-load(q, row * q_stride + a, q_bf16)) * c[a];
             float *wt = weights + row * src;
             float top = -INFINITY;
+            int finite = 1;
             for (int64_t s = 0; s < src; s++) {
                 wt[s] = m[s] ? score(c, p, e + s * size, size) : -INFINITY;
+                finite &= !m[s] || isfinite(wt[s]);
                 top = wt[s] > top ? wt[s] : top;
             }
+            if (!finite) return 1;
             float total = 0.0f;
             for (int64_t s = 0; s < src; s++) {
                 float x = wt[s] - top; /* <= 0, or NaN when all are masked */
