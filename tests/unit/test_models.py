@@ -148,7 +148,9 @@ def test_attention_weights_sum_to_one_over_unmasked(kind):
     assert weights[0, :, 3:].abs().max() == 0
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
+@pytest.mark.parametrize(
+    "attention", ["bahdanau", "luong_general", "luong_concat", "none"]
+)
 @pytest.mark.parametrize("feeding", [True, False])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("layers", [1, 2])
