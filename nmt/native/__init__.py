@@ -6,9 +6,9 @@
 
 On first use the C files are compiled with the machine's C compiler (`$CC`, else cc,
 gcc or clang) into the user's cache (`$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` or
-`~/.cache/nmt`), once per source, compiler and platform, and loaded with ctypes;
-ctypes releases the GIL while it runs, so decoding workers overlap. Without a
-compiler, on other devices or with `NMT_NATIVE=0`, the functions return None and
+`~/.cache/nmt`), once per set of sources, compiler and platform, into one library
+loaded with ctypes; ctypes releases the GIL while a kernel runs, so decoding
+workers overlap. Without a compiler, on other devices or with `NMT_NATIVE=0`, the functions return None and
 callers use PyTorch.
 """
 
@@ -35,11 +35,11 @@ HERE = Path(__file__).parent
 SOURCES = [HERE / "topk.c", HERE / "attention.c"]
 HEADERS = [HERE / "common.h"]
 FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
-# without -fopenmp-simd the block-maximum loop stays scalar (a max reduction may
-# not be reordered); the exp sum vectorises either way (16 explicit lanes)
+# without -fopenmp-simd top-k's block-maximum loop stays scalar (a max reduction
+# may not be reordered); the sums vectorise either way (explicit lanes)
 SIMD = ["-fopenmp-simd"]
-# the kernel's buffers live on the stack (~60 KB at these bounds; musl's threads
-# get 128 KB): k <= 64 covers beams up to 31 wide
+# top-k's buffers live on the stack (~60 KB at these bounds; musl's threads get
+# 128 KB): k <= 64 covers beams up to 31 wide
 MAX_K = 64
 MAX_VOCAB = 1 << 18
 
