@@ -8,8 +8,8 @@ On first use the C files are compiled with the machine's C compiler (`$CC`, else
 gcc or clang) into the user's cache (`$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` or
 `~/.cache/nmt`), once per set of sources, compiler and platform, into one library
 loaded with ctypes; ctypes releases the GIL while a kernel runs, so decoding
-workers overlap. Without a compiler, on other devices or with `NMT_NATIVE=0`, the functions return None and
-callers use PyTorch.
+workers overlap. Without a compiler, on other devices or with `NMT_NATIVE=0`, the
+functions return None and callers use PyTorch.
 """
 
 from __future__ import annotations
