@@ -6,6 +6,7 @@ direction, L layers, M memory size (2H for `concat`, else H).
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -98,17 +99,42 @@ class RNNEncoder(nn.Module):
         self.merge_mode = merge_mode
         directions = 2 if bidirectional and merge_mode == "concat" else 1
         self.output_size = hidden_size * directions
+        self._bf16: tuple[tuple, nn.Module] | None = None  # (key, copy), not saved
+
+    def _rnn_for(self, x: Tensor) -> tuple[nn.Module, Tensor]:
+        """The RNN to run on x and x as it takes it. Decoding on a CPU under bf16
+        autocast gets a bfloat16 copy of the RNN (PyTorch's CPU autocast leaves
+        RNNs in float32; the copy runs the BiGRU ~2x faster at 64 sentences),
+        cached while the parameters are unchanged; else the RNN itself."""
+        kind = x.device.type
+        if (
+            kind != "cpu"
+            or self.training
+            or torch.is_grad_enabled()
+            or not torch.is_autocast_enabled(kind)
+            or torch.get_autocast_dtype(kind) != torch.bfloat16
+        ):
+            return self.rnn, x
+        key = tuple((p.data_ptr(), p._version) for p in self.rnn.parameters())
+        cached = self._bf16  # one read: another decoding thread may replace it
+        if cached is None or cached[0] != key:
+            cached = (key, copy.deepcopy(self.rnn).to(torch.bfloat16))
+            self._bf16 = cached
+        return cached[1], x.to(torch.bfloat16)
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         """Encode src (N, S) long with lengths (N,) into an EncoderOutput."""
         x = self.dropout(self.embedding(src))  # (N, S, E)
+        rnn, x = self._rnn_for(x)
         packed = pack_padded_sequence(
             x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        out, state = self.rnn(packed)
+        out, state = rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        memory = memory.float()
         if self.is_lstm:
             state = torch.cat(state, dim=-1)  # (L*dirs, N, 2H): hidden ++ cell
+        state = state.float()
         layers = state.size(0) // (2 if self.bidirectional else 1)
         state = state.view(layers, -1, *state.shape[1:])  # (L, dirs, N, H')
         if self.bidirectional:

@@ -312,3 +312,48 @@ def test_width_one_is_argmax_on_seq2seq():
                     if not done[i]:
                         expected[i].append(t)
     assert [list(h[0].tokens) for h in hyps] == expected
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_encoder_runs_a_bf16_copy_when_decoding_under_bf16_autocast(cell):
+    """CPU autocast leaves RNNs in float32; decoding (eval, no grad, bf16 autocast)
+    runs a cached bfloat16 copy instead: outputs float32, equal to bf16 precision,
+    padding-invariant (to bf16 rounding), rebuilt after a weight update, never
+    saved."""
+    model = make(cell=cell, num_layers=2)
+    encoder = model.encoder
+    src, lengths, _ = batch()
+    with torch.no_grad():
+        exact = encoder(src, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = encoder(src, lengths)
+            assert encoder._bf16 is not None
+            assert next(encoder._bf16[1].parameters()).dtype == torch.bfloat16
+            alone = encoder(src[2:, :2], lengths[2:])
+    assert fast.memory.dtype == fast.final.dtype == torch.float32
+    torch.testing.assert_close(fast.memory, exact.memory, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(fast.final, exact.final, atol=0.05, rtol=0.05)
+    assert fast.memory[1, 4:].abs().sum() == 0  # padding stays zero
+    # bf16 matrix products may round differently at another batch size
+    torch.testing.assert_close(alone.memory[0], fast.memory[2, :2], atol=4e-3, rtol=0)
+    assert not any("_bf16" in k for k in model.state_dict())
+    with torch.no_grad():
+        old = encoder._bf16[1]
+        encoder.rnn.weight_ih_l0.mul_(-3.0)  # in place, as an optimizer step
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            updated = encoder(src, lengths)
+        changed = encoder(src, lengths)
+    assert encoder._bf16[1] is not old
+    torch.testing.assert_close(updated.memory, changed.memory, atol=0.05, rtol=0.05)
+    assert not torch.allclose(updated.memory, fast.memory, atol=0.05)
+
+
+def test_encoder_stays_float32_when_training_or_with_gradients():
+    model = make(cell="gru")
+    src, lengths, _ = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.encoder(src, lengths)  # gradients on: the float32 RNN
+        assert model.encoder._bf16 is None
+        with torch.no_grad():
+            model.encoder.train()(src, lengths)
+            assert model.encoder._bf16 is None
