@@ -124,6 +124,7 @@ class RNNDecoder(nn.Module):
         self.readout_size = readout_size
         self.embed_size, self.context_size = embed, context
         self._cached: tuple[tuple, _StepWeights] | None = None
+        self._values_map: tuple[tuple, PackedLinear | Tensor] | None = None
         self.int8 = False  # searches: int8 copies of hh_query and the readout's h part
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
@@ -217,7 +218,21 @@ class RNNDecoder(nn.Module):
         e, h, m = self.embed_size, self.rnn.hidden_size, self.context_size
         parts = [self.rnn.weight_ih_l0[:, e : e + m]] if self.before else []
         parts.append(self.readout.weight[:, h : h + m])
-        return nn.functional.linear(memory, torch.cat(parts))
+        if torch.is_grad_enabled():
+            return nn.functional.linear(memory, torch.cat(parts))
+        # a search: the (G, M) map concatenated and packed once, not at every batch
+        dtype = compute_dtype(memory.device, parts[0].dtype)
+        key = (*((p.data_ptr(), p._version) for p in parts), dtype, memory.device)
+        cached = self._values_map  # one read: another decoding thread may replace it
+        if cached is None or cached[0] != key:
+            weight = torch.cat(parts)  # (G, M)
+            packed = frozen_linear(weight, None, memory.device, dtype, int8=False)
+            cached = (key, packed if packed is not None else weight.to(dtype))
+            self._values_map = cached
+        n, s, _ = memory.shape
+        if isinstance(cached[1], PackedLinear):
+            return cached[1](memory.reshape(n * s, m)).reshape(n, s, -1)
+        return nn.functional.linear(memory, cached[1])
 
     def _step_weights(self, device: torch.device) -> _StepWeights:
         """The step's pieces of layer 0's input weights and of the readout, cast to
