@@ -127,6 +127,19 @@ class RNNDecoder(nn.Module):
         self._values_map: tuple[tuple, PackedLinear | Tensor] | None = None
         self.int8 = False  # searches: int8 copies of hh_query and the readout's h part
 
+    def train(self, mode: bool = True) -> RNNDecoder:
+        """Also drops the search's cached weight copies when training starts, so
+        writes their keys cannot see (`.data`, fused optimizers) cannot leave
+        them stale."""
+        if mode:
+            self._cached = self._values_map = None
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cached copies behind (packed oneDNN
+        weights cannot be copied)."""
+        return {**super().__getstate__(), "_cached": None, "_values_map": None}
+
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
     def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         hidden = hidden.transpose(0, 1).contiguous()  # (L, N, H*)

@@ -66,7 +66,8 @@ class EncoderOutput(NamedTuple):
 
 class RNNEncoder(nn.Module):
     """Embeds source ids and runs a fused RNN over packed sequences, so a padded
-    sentence encodes exactly like the same sentence alone."""
+    sentence encodes exactly like the same sentence alone (in float32; the bf16
+    copy used for decoding may round differently at another batch size)."""
 
     def __init__(
         self,
@@ -101,6 +102,17 @@ class RNNEncoder(nn.Module):
         self.output_size = hidden_size * directions
         self._bf16: tuple[tuple, nn.Module] | None = None  # (key, copy), not saved
 
+    def train(self, mode: bool = True) -> RNNEncoder:
+        """Also drops the bf16 copy when training starts: weights written in ways
+        its key cannot see (through `.data`, fused optimizers) cannot leave it stale."""
+        if mode:
+            self._bf16 = None
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cached bf16 copy behind."""
+        return {**super().__getstate__(), "_bf16": None}
+
     def _rnn_for(self, x: Tensor) -> tuple[nn.Module, Tensor]:
         """The RNN to run on x and x as it takes it. Decoding on a CPU under bf16
         autocast gets a bfloat16 copy of the RNN (PyTorch's CPU autocast leaves
@@ -125,16 +137,17 @@ class RNNEncoder(nn.Module):
     def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         """Encode src (N, S) long with lengths (N,) into an EncoderOutput."""
         x = self.dropout(self.embedding(src))  # (N, S, E)
+        dtype = x.dtype
         rnn, x = self._rnn_for(x)
         packed = pack_padded_sequence(
             x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
         )
         out, state = rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
-        memory = memory.float()
         if self.is_lstm:
             state = torch.cat(state, dim=-1)  # (L*dirs, N, 2H): hidden ++ cell
-        state = state.float()
+        if rnn is not self.rnn:  # the bf16 copy: back to the model's dtype
+            memory, state = memory.to(dtype), state.to(dtype)
         layers = state.size(0) // (2 if self.bidirectional else 1)
         state = state.view(layers, -1, *state.shape[1:])  # (L, dirs, N, H')
         if self.bidirectional:

@@ -101,6 +101,17 @@ class Seq2Seq(nn.Module):
             self.output.weight = tgt_emb.weight
         self._fast: tuple[tuple, Int8Linear | PackedLinear | None] | None = None
 
+    def train(self, mode: bool = True) -> Seq2Seq:
+        """Also drops the output layer's cached search copy when training starts
+        (see `RNNDecoder.train`); the encoder and decoder drop theirs."""
+        if mode:
+            self._fast = None
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cached output copy behind."""
+        return {**super().__getstate__(), "_fast": None}
+
     def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
         """Encode src (N, S) with lengths (N,) into the decoder's start state."""
         enc = self.encoder(src, src_lengths)

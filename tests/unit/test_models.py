@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 
 import pytest
 import torch
@@ -314,23 +316,29 @@ def test_width_one_is_argmax_on_seq2seq():
     assert [list(h[0].tokens) for h in hyps] == expected
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_encoder_runs_a_bf16_copy_when_decoding_under_bf16_autocast(cell):
+@pytest.mark.parametrize(
+    "cell, nonlinearity", [(c, "tanh") for c in CELLS] + [("rnn", "relu")]
+)
+def test_encoder_runs_a_bf16_copy_when_decoding_under_bf16_autocast(cell, nonlinearity):
     """CPU autocast leaves RNNs in float32; decoding (eval, no grad, bf16 autocast)
     runs a cached bfloat16 copy instead: outputs float32, equal to bf16 precision,
     padding-invariant (to bf16 rounding), rebuilt after a weight update, never
     saved."""
-    model = make(cell=cell, num_layers=2)
+    model = make(cell=cell, num_layers=2, nonlinearity=nonlinearity)
     encoder = model.encoder
     src, lengths, _ = batch()
     with torch.no_grad():
         exact = encoder(src, lengths)
+        assert encoder._bf16 is None  # no autocast: the float32 RNN
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = encoder(src, lengths)
             assert encoder._bf16 is not None
-            assert next(encoder._bf16[1].parameters()).dtype == torch.bfloat16
+            copy = encoder._bf16[1]
+            assert next(copy.parameters()).dtype == torch.bfloat16
             alone = encoder(src[2:, :2], lengths[2:])
+            assert encoder._bf16[1] is copy  # cached, not rebuilt per call
     assert fast.memory.dtype == fast.final.dtype == torch.float32
+    assert not torch.equal(fast.memory, exact.memory)  # the copy did run
     torch.testing.assert_close(fast.memory, exact.memory, atol=0.05, rtol=0.05)
     torch.testing.assert_close(fast.final, exact.final, atol=0.05, rtol=0.05)
     assert fast.memory[1, 4:].abs().sum() == 0  # padding stays zero
@@ -357,3 +365,35 @@ def test_encoder_stays_float32_when_training_or_with_gradients():
         with torch.no_grad():
             model.encoder.train()(src, lengths)
             assert model.encoder._bf16 is None
+
+
+def test_search_caches_are_dropped_by_train_copies_and_pickles():
+    """The bf16 encoder, packed maps and step weights built for a search are not
+    copied (packed oneDNN weights cannot be) and are dropped when training starts,
+    where writes their keys cannot see (`.data`, fused optimizers) may follow."""
+    model = make(cell="gru")
+    src, lengths, tgt = batch()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        state = model.init_state((src, lengths), 1)
+        logits = model.step(tgt[:, 0], state)[0]
+
+    def caches(m: Seq2Seq) -> tuple:
+        return m._fast, m.decoder._cached, m.decoder._values_map, m.encoder._bf16
+
+    assert all(c is not None for c in caches(model))
+    copied = copy.deepcopy(model)
+    assert all(c is None for c in caches(copied))
+    pickle.loads(pickle.dumps(model))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        again = copied.step(tgt[:, 0], copied.init_state((src, lengths), 1))[0]
+    assert torch.equal(again, logits)
+    model.train()
+    assert all(c is None for c in caches(model))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_a_model_cast_to_another_dtype_still_trains(dtype):
+    model = make(cell="gru").to(dtype).train()
+    src, lengths, tgt = batch()
+    assert model.encoder(src, lengths).memory.dtype == dtype
+    assert torch.isfinite(model.loss(src, lengths, tgt, tgt))  # float32 by design

@@ -66,7 +66,7 @@ def step_log_probs(model: Seq2Seq) -> torch.Tensor:
 def unpacked(monkeypatch: pytest.MonkeyPatch, model: Seq2Seq) -> None:
     """No packing from now on (the copies already made are dropped)."""
     monkeypatch.setattr(packed_module, "packable", lambda device, dtype: False)
-    model._fast = model.decoder._cached = None
+    model._fast = model.decoder._cached = model.decoder._values_map = None
 
 
 @pytest.mark.parametrize(
@@ -104,3 +104,36 @@ def test_beam_search_with_packed_maps_equals_plain_maps(monkeypatch) -> None:
     assert [[h.tokens for h in hyps] for hyps in packed] == [
         [h.tokens for h in hyps] for hyps in plain
     ]
+
+
+@pytest.mark.parametrize(
+    "dtype", [pytest.param(torch.bfloat16, marks=needs_bf16), torch.float32]
+)
+def test_values_map_is_packed_once_and_equals_linear(dtype) -> None:
+    """A search's values (the context's columns of the decoder's input and readout
+    weights applied to the memory) use one packed copy of the concatenated map,
+    kept across batches and equal to F.linear of the concatenation."""
+    model = make()
+    decoder = model.decoder
+    e, h, m = decoder.embed_size, decoder.rnn.hidden_size, decoder.context_size
+    weight = torch.cat(
+        [decoder.rnn.weight_ih_l0[:, e : e + m], decoder.readout.weight[:, h : h + m]]
+    )
+    memory = torch.randn(3, 7, m)
+    context = torch.autocast(
+        "cpu", dtype=torch.bfloat16, enabled=dtype != torch.float32
+    )
+    with torch.no_grad(), context:
+        got = decoder.project_memory(memory)
+        packed = decoder._values_map[1]
+        again = decoder.project_memory(memory[:2])
+        expected = torch.nn.functional.linear(memory, weight)
+    assert isinstance(packed, PackedLinear) and decoder._values_map[1] is packed
+    assert got.dtype == expected.dtype == dtype
+    tol = (
+        dict(atol=0, rtol=2**-7)
+        if dtype == torch.bfloat16
+        else dict(atol=1e-5, rtol=1e-5)
+    )
+    torch.testing.assert_close(got, expected, **tol)
+    torch.testing.assert_close(again, got[:2], **tol)
