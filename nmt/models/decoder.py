@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from nmt.models.attention import build_attention
 from nmt.models.encoder import make_rnn
 from nmt.models.int8 import Int8Linear
-from nmt.models.packed import PackedLinear, compute_dtype, frozen_linear
+from nmt.models.packed import (
+    PackedLinear,
+    SearchCaches,
+    compute_dtype,
+    frozen_linear,
+    weights_key,
+)
 
 
 class DecoderState(NamedTuple):
@@ -73,8 +79,10 @@ class _StepWeights(NamedTuple):
     read_fast: Int8Linear | PackedLinear | None = None
 
 
-class RNNDecoder(nn.Module):
+class RNNDecoder(SearchCaches):
     """Embedding -> RNN (+attention) -> readout features (N, T, R)."""
+
+    CACHES = ("_cached", "_values_map")
 
     def __init__(
         self,
@@ -126,19 +134,6 @@ class RNNDecoder(nn.Module):
         self._cached: tuple[tuple, _StepWeights] | None = None
         self._values_map: tuple[tuple, PackedLinear | Tensor] | None = None
         self.int8 = False  # searches: int8 copies of hh_query and the readout's h part
-
-    def train(self, mode: bool = True) -> RNNDecoder:
-        """Also drops the search's cached weight copies when training starts, so
-        writes their keys cannot see (`.data`, fused optimizers) cannot leave
-        them stale."""
-        if mode:
-            self._cached = self._values_map = None
-        return super().train(mode)
-
-    def __getstate__(self) -> dict:
-        """Copies and pickles leave the cached copies behind (packed oneDNN
-        weights cannot be copied)."""
-        return {**super().__getstate__(), "_cached": None, "_values_map": None}
 
     # -- RNN state plumbing: batch-first (N, L, H*) outside, (L, N, H) at the call
     def _to_rnn(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -235,7 +230,7 @@ class RNNDecoder(nn.Module):
             return nn.functional.linear(memory, torch.cat(parts))
         # a search: the (G, M) map concatenated and packed once, not at every batch
         dtype = compute_dtype(memory.device, parts[0].dtype)
-        key = (*((p.data_ptr(), p._version) for p in parts), dtype, memory.device)
+        key = (*weights_key(parts), dtype, memory.device)
         cached = self._values_map  # one read: another decoding thread may replace it
         if cached is None or cached[0] != key:
             weight = torch.cat(parts)  # (G, M)
@@ -268,7 +263,7 @@ class RNNDecoder(nn.Module):
         dtype = compute_dtype(device, params[0].dtype)
         tabled = self.before and not self.training and not torch.is_grad_enabled()
         int8 = self.int8 and tabled
-        key = (*((p.data_ptr(), p._version) for p in params), dtype, tabled, int8)
+        key = (*weights_key(params), dtype, tabled, int8)
         cached = self._cached  # one read: another decoding thread may replace it
         if cached is not None and cached[0] == key:
             return cached[1]

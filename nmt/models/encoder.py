@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.models.packed import SearchCaches, weights_key
+
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -64,10 +66,12 @@ class EncoderOutput(NamedTuple):
     final: Tensor
 
 
-class RNNEncoder(nn.Module):
+class RNNEncoder(SearchCaches):
     """Embeds source ids and runs a fused RNN over packed sequences, so a padded
     sentence encodes exactly like the same sentence alone (in float32; the bf16
     copy used for decoding may round differently at another batch size)."""
+
+    CACHES = ("_bf16",)
 
     def __init__(
         self,
@@ -102,17 +106,6 @@ class RNNEncoder(nn.Module):
         self.output_size = hidden_size * directions
         self._bf16: tuple[tuple, nn.Module] | None = None  # (key, copy), not saved
 
-    def train(self, mode: bool = True) -> RNNEncoder:
-        """Also drops the bf16 copy when training starts: weights written in ways
-        its key cannot see (through `.data`, fused optimizers) cannot leave it stale."""
-        if mode:
-            self._bf16 = None
-        return super().train(mode)
-
-    def __getstate__(self) -> dict:
-        """Copies and pickles leave the cached bf16 copy behind."""
-        return {**super().__getstate__(), "_bf16": None}
-
     def _rnn_for(self, x: Tensor) -> tuple[nn.Module, Tensor]:
         """The RNN to run on x and x as it takes it. Decoding on a CPU under bf16
         autocast gets a bfloat16 copy of the RNN (PyTorch's CPU autocast leaves
@@ -127,7 +120,7 @@ class RNNEncoder(nn.Module):
             or torch.get_autocast_dtype(kind) != torch.bfloat16
         ):
             return self.rnn, x
-        key = tuple((p.data_ptr(), p._version) for p in self.rnn.parameters())
+        key = weights_key(self.rnn.parameters())
         cached = self._bf16  # one read: another decoding thread may replace it
         if cached is None or cached[0] != key:
             cached = (key, copy.deepcopy(self.rnn).to(torch.bfloat16))

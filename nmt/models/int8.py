@@ -5,7 +5,8 @@ quantizes its input to uint8 with one scale for the batch and returns float32
 (PyTorch's fbgemm/qnnpack `quantized::linear_dynamic`). On this project's CPU
 (Zen 4, AVX512-VNNI) the (320 x 512) x (512 x 3963) output layer of a beam step
 takes 2.4 ms against 4.4 ms in bf16 (measured when the bf16 logits were still
-cast to float32 for the log-softmax, which the search now fuses with its top-k). Shapes: N rows, K inputs, V outputs.
+cast to float32 for the log-softmax, which the search now fuses with its top-k).
+Shapes: N rows, K inputs, V outputs.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ Shapes: N rows, K inputs, V outputs.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from nmt.models.int8 import Int8Linear
 
@@ -62,6 +63,31 @@ def packable(device: torch.device, dtype: torch.dtype) -> bool:
         and torch.backends.mkldnn.enabled  # the user's switch to turn oneDNN off
         and _works(dtype)
     )
+
+
+def weights_key(weights: Iterable[Tensor]) -> tuple:
+    """What a cached copy of `weights` is keyed by: their storage and version
+    (in-place updates count; writes through `.data` do not)."""
+    return tuple((w.data_ptr(), w._version) for w in weights)
+
+
+class SearchCaches(nn.Module):
+    """A module whose attributes named in CACHES hold copies of its weights made
+    for a search (packed, int8, bf16). They are dropped when training starts, so
+    writes their keys cannot see (`.data`, fused optimizers) cannot leave them
+    stale, and left out of copies and pickles (packed oneDNN weights cannot be
+    copied)."""
+
+    CACHES: tuple[str, ...] = ()
+
+    def train(self, mode: bool = True) -> SearchCaches:
+        if mode:
+            for name in self.CACHES:
+                setattr(self, name, None)
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), **dict.fromkeys(self.CACHES)}
 
 
 def compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:

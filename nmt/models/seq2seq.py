@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from nmt.models.decoder import DecoderState, RNNDecoder
 from nmt.models.encoder import RNNEncoder
 from nmt.models.int8 import Int8Linear
-from nmt.models.packed import PackedLinear, compute_dtype, frozen_linear
+from nmt.models.packed import (
+    PackedLinear,
+    SearchCaches,
+    compute_dtype,
+    frozen_linear,
+    weights_key,
+)
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -42,7 +48,7 @@ class ModelConfig:
     label_smoothing: float = 0.1
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(SearchCaches):
     """Attentional RNN encoder-decoder.
 
     Searches on a CPU use frozen copies of the step's per-row linear maps (the
@@ -51,6 +57,7 @@ class Seq2Seq(nn.Module):
     `use_int8(True)` (a `Translator` with precision "int8").
     """
 
+    CACHES = ("_fast",)
     pad_id = PAD_ID
     bos_id = BOS_ID
     eos_id = EOS_ID
@@ -100,17 +107,6 @@ class Seq2Seq(nn.Module):
         if cfg.tie_output:
             self.output.weight = tgt_emb.weight
         self._fast: tuple[tuple, Int8Linear | PackedLinear | None] | None = None
-
-    def train(self, mode: bool = True) -> Seq2Seq:
-        """Also drops the output layer's cached search copy when training starts
-        (see `RNNDecoder.train`); the encoder and decoder drop theirs."""
-        if mode:
-            self._fast = None
-        return super().train(mode)
-
-    def __getstate__(self) -> dict:
-        """Copies and pickles leave the cached output copy behind."""
-        return {**super().__getstate__(), "_fast": None}
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
         """Encode src (N, S) with lengths (N,) into the decoder's start state."""
@@ -191,11 +187,11 @@ class Seq2Seq(nn.Module):
 
     def _fast_output(self, device: torch.device) -> Int8Linear | PackedLinear | None:
         """The output layer's int8 or packed copy for a search step (None: use the
-        layer itself), rebuilt when its weights (in-place updates count; writes
-        through `.data` do not) or the autocast dtype change."""
+        layer itself), rebuilt when its weights (`weights_key`) or the autocast
+        dtype change."""
         weight, bias = self.output.weight, self.output.bias
         dtype = compute_dtype(device, weight.dtype)
-        key = (*((p.data_ptr(), p._version) for p in (weight, bias)), dtype, self.int8)
+        key = (*weights_key((weight, bias)), dtype, self.int8)
         cached = self._fast  # one read: another decoding thread may replace it
         if cached is not None and cached[0] == key:
             return cached[1]
