@@ -23,12 +23,12 @@
 #include "common.h"
 
 #define EXP_LIMIT 80.0f
-/* the mix: KV vectors of VW floats (GBLOCK columns) for up to RB rows at a time,
- * 16 accumulators (AVX2 has 16 registers; 32-byte vectors lose nothing on AMD) */
+/* the mix: up to RB rows at a time times up to KV_MAX vectors of VW floats. A beam
+ * of 5 is one pass over the sentence's values: a second pass would re-read them from
+ * L2 (at G = 2048 bfloat16 its S value rows lie 4 KB apart, in one L1 set). */
 #define VW 8
-#define KV 4
-#define RB 4
-#define GBLOCK (VW * KV)
+#define RB 5
+#define KV_MAX 8
 
 typedef float vec __attribute__((vector_size(VW * 4)));
 typedef float vec_unaligned __attribute__((vector_size(VW * 4), aligned(4)));
@@ -69,51 +69,64 @@ static inline float score(const float *c, const float *p, const float *e, int64_
     return total;
 }
 
-/* `rows` (a constant after inlining) rows' weights wt (rows, S) times the sentence's
- * values[:, g0 : g0 + GBLOCK] into out (rows, G); each value vector is loaded once */
+/* `rows` rows' weights wt (rows, S) times the sentence's values[:, g0 : g0 + kv VW]
+ * into out (rows, G); rows and kv are constants after inlining */
 static inline __attribute__((always_inline)) void mix_block(
     const float *wt, const char *values, int bf16, int64_t src, int64_t gates,
-    int64_t g0, float *out, const int rows) {
-    vec acc[RB][KV];
+    int64_t g0, float *out, const int rows, const int kv) {
+    vec acc[RB][KV_MAX];
     for (int r = 0; r < rows; r++)
-        for (int k = 0; k < KV; k++) acc[r][k] = (vec){0};
+        for (int k = 0; k < kv; k++) acc[r][k] = (vec){0};
     const int64_t bytes = bf16 ? 2 : 4;
     for (int64_t s = 0; s < src; s++) {
         const char *v = values + (s * gates + g0) * bytes;
-        vec b[KV];
-        for (int k = 0; k < KV; k++) b[k] = load_vec(v + VW * k * bytes, bf16);
+        vec b[KV_MAX];
+        for (int k = 0; k < kv; k++) b[k] = load_vec(v + VW * k * bytes, bf16);
         for (int r = 0; r < rows; r++) {
             float ws = wt[r * src + s];
-            for (int k = 0; k < KV; k++) acc[r][k] += ws * b[k];
+            for (int k = 0; k < kv; k++) acc[r][k] += ws * b[k];
         }
     }
-    for (int r = 0; r < rows; r++) memcpy(out + r * gates + g0, acc[r], sizeof acc[r]);
+    for (int r = 0; r < rows; r++)
+        memcpy(out + r * gates + g0, acc[r], kv * sizeof(vec));
 }
 
-/* one sentence: weights wt (W, S) x values (S, G) -> mixed (W, G) */
+/* `rows` rows of one sentence (weights wt (rows, S)) times its values (S, G) into
+ * out (rows, G): blocks of kv vectors, then the last G % (kv VW) columns */
+static inline __attribute__((always_inline)) void mix_rows(
+    const float *wt, const char *values, int bf16, int64_t src, int64_t gates,
+    float *out, const int rows, const int kv) {
+    int64_t g = 0;
+    for (; g + kv * VW <= gates; g += kv * VW)
+        mix_block(wt, values, bf16, src, gates, g, out, rows, kv);
+    for (int r = 0; r < rows; r++)
+        for (int64_t col = g; col < gates; col++) {
+            float sum = 0.0f;
+            for (int64_t s = 0; s < src; s++)
+                sum += wt[r * src + s] * load(values, s * gates + col, bf16);
+            out[r * gates + col] = sum;
+        }
+}
+
+/* one sentence: weights wt (W, S) x values (S, G) -> mixed (W, G). Up to RB rows
+ * share a pass over the values with KV = 2 (10 accumulators fit AVX2's 16
+ * registers); a lone row (greedy) takes 8 vectors at a time, enough independent
+ * sums to hide the FMA latency. */
 static inline __attribute__((always_inline)) void mix(const float *wt, const char *values,
                                                       int bf16, int64_t width,
                                                       int64_t src, int64_t gates,
                                                       float *mixed) {
-    int64_t full = gates / GBLOCK * GBLOCK;
-    for (int64_t g0 = 0; g0 < full; g0 += GBLOCK) {
-        int64_t w = 0;
-        for (; w + RB <= width; w += RB)
-            mix_block(wt + w * src, values, bf16, src, gates, g0, mixed + w * gates, RB);
-        const float *rest = wt + w * src;
+    for (int64_t w = 0; w < width; w += RB) {
+        const float *rw = wt + w * src;
         float *out = mixed + w * gates;
-        switch (width - w) {
-        case 3: mix_block(rest, values, bf16, src, gates, g0, out, 3); break;
-        case 2: mix_block(rest, values, bf16, src, gates, g0, out, 2); break;
-        case 1: mix_block(rest, values, bf16, src, gates, g0, out, 1); break;
+        switch (width - w < RB ? width - w : RB) {
+        case 5: mix_rows(rw, values, bf16, src, gates, out, 5, 2); break;
+        case 4: mix_rows(rw, values, bf16, src, gates, out, 4, 2); break;
+        case 3: mix_rows(rw, values, bf16, src, gates, out, 3, 2); break;
+        case 2: mix_rows(rw, values, bf16, src, gates, out, 2, 2); break;
+        case 1: mix_rows(rw, values, bf16, src, gates, out, 1, KV_MAX); break;
         }
     }
-    for (int64_t w = 0; w < width; w++) /* the last G % GBLOCK columns */
-        for (int64_t g = full; g < gates; g++) {
-            float sum = 0.0f;
-            for (int64_t s = 0; s < src; s++) sum += wt[w * src + s] * load(values, s * gates + g, bf16);
-            mixed[w * gates + g] = sum;
-        }
 }
 
 /* q (N*W rows of A, row stride q_stride) float32 or bfloat16; exp_keys (N, S, A),
