@@ -23,11 +23,14 @@
 #include "common.h"
 
 #define EXP_LIMIT 80.0f
-/* the mix: up to RB rows at a time times up to KV_MAX vectors of VW floats. A beam
- * of 5 is one pass over the sentence's values: a second pass would re-read them from
- * L2 (at G = 2048 bfloat16 its S value rows lie 4 KB apart, in one L1 set). */
+/* the mix: up to RB rows share a pass over the sentence's values, KV_ROWS vectors of
+ * VW floats each (RB x KV_ROWS accumulators fit AVX2's 16 registers); a lone row
+ * (greedy) takes KV_MAX vectors, enough independent sums to hide the FMA latency.
+ * A beam of 5 is one pass: a second would re-read the values from L2 (at G = 2048
+ * bfloat16 the S value rows lie 4 KB apart, in one L1 set). */
 #define VW 8
 #define RB 5
+#define KV_ROWS 2
 #define KV_MAX 8
 
 typedef float vec __attribute__((vector_size(VW * 4)));
@@ -108,10 +111,7 @@ static inline __attribute__((always_inline)) void mix_rows(
         }
 }
 
-/* one sentence: weights wt (W, S) x values (S, G) -> mixed (W, G). Up to RB rows
- * share a pass over the values with KV = 2 (10 accumulators fit AVX2's 16
- * registers); a lone row (greedy) takes 8 vectors at a time, enough independent
- * sums to hide the FMA latency. */
+/* one sentence: weights wt (W, S) x values (S, G) -> mixed (W, G) */
 static inline __attribute__((always_inline)) void mix(const float *wt, const char *values,
                                                       int bf16, int64_t width,
                                                       int64_t src, int64_t gates,
@@ -120,10 +120,10 @@ static inline __attribute__((always_inline)) void mix(const float *wt, const cha
         const float *rw = wt + w * src;
         float *out = mixed + w * gates;
         switch (width - w < RB ? width - w : RB) {
-        case 5: mix_rows(rw, values, bf16, src, gates, out, 5, 2); break;
-        case 4: mix_rows(rw, values, bf16, src, gates, out, 4, 2); break;
-        case 3: mix_rows(rw, values, bf16, src, gates, out, 3, 2); break;
-        case 2: mix_rows(rw, values, bf16, src, gates, out, 2, 2); break;
+        case 5: mix_rows(rw, values, bf16, src, gates, out, 5, KV_ROWS); break;
+        case 4: mix_rows(rw, values, bf16, src, gates, out, 4, KV_ROWS); break;
+        case 3: mix_rows(rw, values, bf16, src, gates, out, 3, KV_ROWS); break;
+        case 2: mix_rows(rw, values, bf16, src, gates, out, 2, KV_ROWS); break;
         case 1: mix_rows(rw, values, bf16, src, gates, out, 1, KV_MAX); break;
         }
     }
