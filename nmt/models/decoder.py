@@ -37,7 +37,8 @@ class DecoderState(NamedTuple):
     attention weights ((N*W, 0) without attention). Per sentence, shared by its W
     rows (never tiled): memory (N, S, M), keys (N, S, K), mask (N, S) bool, and
     for a search values (N, S, G) from `RNNDecoder.project_memory` and prepared
-    (N, S, ·) from `Attention.prepare` ((N, S, 0) when not used).
+    (N, S, ·) from `Attention.prepare` ((N, S, 0) when not used); with values
+    the memory is not read and a search holds it as (N, S, 0).
     The W beams of a sentence attend as W queries of one attention call.
     """
 

@@ -154,10 +154,10 @@ class Seq2Seq(SearchCaches):
     def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> DecoderState:
         """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows.
 
-        Only the per-row tensors are tiled; memory and keys stay (N, S, ·), and
-        keys, the context's share of the decoder's linear maps (values) and what
-        the attention prepares from the keys are computed once here, not at every
-        step.
+        Only the per-row tensors are tiled; keys stay (N, S, ·), and keys, the
+        context's share of the decoder's linear maps (values) and what the
+        attention prepares from the keys are computed once here, not at every
+        step. The memory itself is then dropped (N, S, 0) when there are values.
         """
         src, src_lengths = inputs
         state = self.encode(src, src_lengths)
@@ -165,8 +165,13 @@ class Seq2Seq(SearchCaches):
         prepared = (
             state.prepared if attention is None else attention.prepare(state.keys)
         )
+        values = self.decoder.project_memory(state.memory)  # (N, S, G)
+        # steps with values never read the memory: (N, S, 0) frees it, and
+        # finished sentences leaving the batch no longer copy it
+        memory = state.memory.new_empty(*state.memory.shape[:2], 0)
         return state._replace(
-            values=self.decoder.project_memory(state.memory),  # (N, S, G)
+            memory=memory if values.size(-1) > 0 else state.memory,
+            values=values,
             prepared=prepared,  # (N, S, ·)
             hidden=state.hidden.repeat_interleave(width, dim=0),  # (N*W, L, H*)
             feed=state.feed.repeat_interleave(width, dim=0),  # (N*W, R)

@@ -178,9 +178,12 @@ def test_projected_step_follows_weight_updates_and_autocast():
     src, lengths, tgt = batch()
 
     def first_step(projected: bool) -> torch.Tensor:
-        state = model.init_state((src, lengths), 1)
-        if not projected:
-            state = state._replace(values=state.values[:, :, :0])
+        # encode(): the memory and no values, the state teacher forcing starts from
+        state = (
+            model.init_state((src, lengths), 1)
+            if projected
+            else model.encode(src, lengths)
+        )
         return model.step(tgt[:, 0], state)[0]
 
     with torch.no_grad():
@@ -209,8 +212,27 @@ def test_init_state_tiles_rows_not_memory():
     src, lengths, _ = batch()
     state = model.init_state((src, lengths), 2)
     assert state.hidden.shape[0] == 6 and state.width == 2
-    assert state.memory.shape[0] == 3  # memory and keys are stored once per sentence
+    assert state.keys.shape[0] == 3  # keys and values are stored once per sentence
+    assert state.values.shape[:2] == state.memory.shape[:2] == (3, src.size(1))
     torch.testing.assert_close(state.hidden[0], state.hidden[1])
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
+def test_search_state_drops_the_memory_its_steps_never_read(attention):
+    """With values (attention), the search state holds the memory as (N, S, 0): it
+    is freed and finished sentences do not copy it; without, steps read it."""
+    model = make(attention=attention)
+    src, lengths, tgt = batch()
+    with torch.no_grad():
+        state = model.init_state((src, lengths), 1)
+        memory = model.encode(src, lengths).memory  # (N, S, M)
+        kept = 0 if attention != "none" else memory.size(-1)
+        assert state.memory.shape == (3, src.size(1), kept)
+        dropped = model.reorder(state, torch.tensor([2, 0]))  # sentence 1 finished
+        assert dropped.memory.shape == (2, src.size(1), kept)
+        full = model.output(model(src, lengths, tgt))  # (N, T, V)
+        logits, _ = model.step(tgt[[2, 0], 0], dropped)
+    torch.testing.assert_close(logits, full[[2, 0], 0], atol=1e-5, rtol=1e-4)
 
 
 def test_tied_and_shared_embeddings():
@@ -231,10 +253,11 @@ def test_reorder_moves_rows_and_drops_sentences():
     src, lengths, _ = batch()
     state = model.init_state((src, lengths), 2)
     swapped = model.reorder(state, torch.tensor([1, 0, 2, 2, 5, 4]))
-    assert swapped.memory is state.memory  # beams moved inside their sentences
+    assert swapped.keys is state.keys  # beams moved inside their sentences
     torch.testing.assert_close(swapped.hidden, state.hidden[[1, 0, 2, 2, 5, 4]])
     dropped = model.reorder(state, torch.tensor([5, 4]))  # sentences 0 and 1 finished
-    torch.testing.assert_close(dropped.memory, state.memory[[2]])
+    torch.testing.assert_close(dropped.keys, state.keys[[2]])
+    torch.testing.assert_close(dropped.values, state.values[[2]])
     torch.testing.assert_close(dropped.mask, state.mask[[2]])
     torch.testing.assert_close(dropped.hidden, state.hidden[[5, 4]])
 
@@ -245,12 +268,12 @@ def test_reorder_widens_one_row_per_sentence_to_beams():
     src, lengths, _ = batch()  # 3 sentences
     state = model.init_state((src, lengths), 1)
     wide = model.reorder(state, torch.tensor([0, 0, 1, 1, 2, 2]))
-    assert wide.memory is state.memory and wide.width == 2
+    assert wide.keys is state.keys and wide.width == 2
     torch.testing.assert_close(wide.hidden, state.hidden[[0, 0, 1, 1, 2, 2]])
     # widening while sentence 1 finishes: 2 sentences x 3 rows, as many rows as before
     both = model.reorder(state, torch.tensor([0, 0, 0, 2, 2, 2]))
     assert both.width == 3
-    torch.testing.assert_close(both.memory, state.memory[[0, 2]])
+    torch.testing.assert_close(both.values, state.values[[0, 2]])
     torch.testing.assert_close(both.keys, state.keys[[0, 2]])
 
 
