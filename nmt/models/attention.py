@@ -62,11 +62,17 @@ class Attention(nn.Module):
         prepared: Tensor,
         mask: Tensor,
         values: Tensor,
+        offsets: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """`prepared_weights` (N, T, S) and their mix of per-sentence values
-        (N, S, G) -> (N, T, G) in the values' dtype or float32."""
+        (N, S, G) -> (N, T, G) in the values' dtype or float32; plus, when given,
+        rows `index` (N*T,) of `offsets` (K, G) float32."""
         weights = self.prepared_weights(projected, keys, prepared, mask)
-        return weights, torch.bmm(weights.to(values.dtype), values)
+        mixed = torch.bmm(weights.to(values.dtype), values)
+        if offsets is None:
+            return weights, mixed
+        return weights, mixed + offsets.index_select(0, index).view_as(mixed)
 
     def forward(
         self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
@@ -163,15 +169,22 @@ class AdditiveAttention(Attention):
         prepared: Tensor,
         mask: Tensor,
         values: Tensor,
+        offsets: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """On a CPU one native pass (`nmt.native.additive_mix`: the scores of
-        `prepared_weights`, softmax and mix, float32 throughout) where it can run."""
+        `prepared_weights`, softmax, mix and offsets, float32 throughout) where it
+        can run."""
         if prepared.size(-1) > 0:
             v = self.v.weight[0].float()  # (A,)
-            fused = native.additive_mix(projected, prepared, v, mask, values)
+            fused = native.additive_mix(
+                projected, prepared, v, mask, values, offsets, index
+            )
             if fused is not None:
                 return fused
-        return super().prepared_mix(projected, keys, prepared, mask, values)
+        return super().prepared_mix(
+            projected, keys, prepared, mask, values, offsets, index
+        )
 
 
 # energy elements per chunk in `_additive_scores`: 4 MiB of float32 stays in the

@@ -67,9 +67,10 @@ class _StepWeights(NamedTuple):
     layer's, Q the projected query's size)."""
 
     emb_in: Tensor  # (G0, E) layer 0's embedding columns ((0, E) for Luong)
-    read: Tensor  # (R, H [+ E]) readout columns for [h; e] (no e with tables)
-    emb_gates: Tensor | None  # (V, G0) E W_emb^T + b_ih, or None
-    emb_read: Tensor | None  # (V, R) E W_read_e^T, or None
+    read: Tensor  # (R, H [+ E]) readout columns for [h; e] (no e with the table)
+    # (V, G0 + R) float32 [E W_emb^T + b_ih, E W_read_e^T]: the embedding's share
+    # of layer 0's gates and of the readout per token, the values' layout; or None
+    emb_table: Tensor | None
     # Bahdanau flow in a search: the top layer's W_hh stacked on the attention's
     # query weight, both applied to the previous top hidden state in one product
     hh_query: Tensor | None  # (G + Q, H), or None
@@ -276,14 +277,15 @@ class RNNDecoder(SearchCaches):
         pieces = _StepWeights(
             emb_in.to(dtype).contiguous(),
             torch.cat(read, 1).to(dtype),
-            *(None,) * 4,
+            *(None,) * 3,
         )
-        if tabled:  # (V, G0) and (V, R) float32: E[token] W^T (+ b), looked up
+        if tabled:  # (V, G0 + R) float32: E[token] W^T (+ b), looked up
             linear, table = nn.functional.linear, table.float()
             with torch.autocast(kind, enabled=False):
+                gates = linear(table, emb_in.float(), b_ih.float())  # (V, G0)
+                read_share = linear(table, emb_read.float())  # (V, R)
                 pieces = pieces._replace(
-                    emb_gates=linear(table, emb_in.float(), b_ih.float()),
-                    emb_read=linear(table, emb_read.float()),
+                    emb_table=torch.cat([gates, read_share], 1).contiguous()
                 )
             query = self.attention.query_weight()  # (Q, H) or None
             if query is not None:
@@ -343,7 +345,7 @@ class RNNDecoder(SearchCaches):
         pieces = self._step_weights(tokens.device)
         w_emb, w_read = pieces.emb_in, pieces.read
         linear = nn.functional.linear
-        tabled = pieces.emb_gates is not None  # the embedding's share by lookup
+        tabled = pieces.emb_table is not None  # the embedding's share by lookup
         emb = None if tabled else self.dropout(self.embedding(tokens))  # (N, E)
         if self.before:
             top = self.rnn.num_layers - 1
@@ -359,14 +361,16 @@ class RNNDecoder(SearchCaches):
                 top_gates, projected = both[:, :g], both[:, g:]
             else:
                 projected = self.attention.project_query(query)
-            weights, mixed = self._mix(projected, state)
-            gate_size = w_emb.size(0)
-            gates = (  # (N, G0)
-                pieces.emb_gates.index_select(0, tokens)
-                if tabled
-                else linear(emb, w_emb, self.rnn.bias_ih_l0)
+            # (N, G0 + R): with the table, its rows of `tokens` are already added
+            weights, mixed = self._mix(
+                projected, state, (pieces.emb_table, tokens) if tabled else None
             )
-            x = gates + mixed[:, :gate_size]
+            gate_size = w_emb.size(0)
+            x = (  # (N, G0)
+                mixed[:, :gate_size]
+                if tabled
+                else linear(emb, w_emb, self.rnn.bias_ih_l0) + mixed[:, :gate_size]
+            )
             layers = []
             for layer in range(self.rnn.num_layers):
                 if layer > 0:
@@ -385,11 +389,9 @@ class RNNDecoder(SearchCaches):
             hidden = torch.stack(layers, dim=1)  # (N, L, H*)
             out = self._top(hidden)  # (N, H)
             mixed = mixed[:, gate_size:]  # (N, R) the readout's share
-            if tabled:
-                read_in = out
-                mixed = mixed + pieces.emb_read.index_select(0, tokens)  # (N, R)
-            else:
-                read_in = torch.cat([out, emb.to(out.dtype)], 1)  # (N, H + E)
+            read_in = (  # (N, H [+ E])
+                out if tabled else torch.cat([out, emb.to(out.dtype)], 1)
+            )
         else:
             x = self._luong_input(emb[:, None], state)  # (N, 1, E*)
             out, rnn_state = self.rnn(x, self._to_rnn(state.hidden))  # (N, 1, H)
@@ -408,14 +410,25 @@ class RNNDecoder(SearchCaches):
         )
         return feats, new
 
-    def _mix(self, projected: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+    def _mix(
+        self,
+        projected: Tensor,
+        state: DecoderState,
+        table: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Projected queries (N*W, Q) (`Attention.project_query`) -> weights
-        (N*W, S) and their mix of values (N*W, G)."""
+        (N*W, S) and their mix of values (N*W, G), plus rows tokens (N*W,) of
+        the (V, G) float32 table when `table` = (table, tokens) is given."""
         rows = projected.size(0)
         sentences = state.keys.size(0)
         grouped = projected.reshape(sentences, -1, projected.size(-1))  # (N, W, Q)
         weights, mixed = self.attention.prepared_mix(  # (N, W, S), (N, W, G)
-            grouped, state.keys, state.prepared, state.mask, state.values
+            grouped,
+            state.keys,
+            state.prepared,
+            state.mask,
+            state.values,
+            *(table or (None, None)),
         )
         return weights.reshape(rows, -1), mixed.reshape(rows, -1)
 

@@ -127,8 +127,8 @@ def library() -> ctypes.CDLL | None:
     i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     signatures = {
         "nmt_top_log_probs": [ptr, i64, i64, i64, flag, flag, ptr, ptr],
-        "nmt_additive_mix": [ptr, i64, flag, ptr, ptr, ptr, ptr, flag]
-        + [i64] * 5
+        "nmt_additive_mix": [ptr, i64, flag, ptr, ptr, ptr, ptr, flag, ptr, ptr]
+        + [i64] * 6
         + [ptr] * 3,
     }
     for name, argtypes in signatures.items():
@@ -183,16 +183,23 @@ def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor] | None:
 
 
 def additive_mix(
-    q: Tensor, exp_keys: Tensor, v: Tensor, mask: Tensor, values: Tensor
+    q: Tensor,
+    exp_keys: Tensor,
+    v: Tensor,
+    mask: Tensor,
+    values: Tensor,
+    offsets: Tensor | None = None,
+    index: Tensor | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """Additive attention's weights and their mix of values in one native pass, or None.
 
     score[n, w, s] = sum_a 1 / (c_a + exp(-q[n, w, a]) c_a e[n, s, a]) with
     c = 1 / 2v, weights the softmax of the scores over the unmasked s, mixed =
-    weights @ values (see `AdditiveAttention.prepared_weights`). None when the
-    kernel cannot take the input (not on a CPU, gradients on, some |q| > 80, a
-    score that is not finite, no compiled kernel): the caller then uses PyTorch.
-    Agrees with PyTorch's float32 result to ~1e-6.
+    weights @ values (see `AdditiveAttention.prepared_weights`), plus
+    offsets[index] when given. None when the kernel cannot take the input (not
+    on a CPU, gradients on, some |q| > 80, an index out of range, a score that is
+    not finite, no compiled kernel): the caller then uses PyTorch. Agrees with
+    PyTorch's float32 result to ~1e-6; the offsets are added as PyTorch adds.
 
     Args:
         q: (N, W, A) float32 or bfloat16, 2 W_q query.
@@ -200,11 +207,17 @@ def additive_mix(
         v: (A,) float32, the attention's output weights.
         mask: (N, S) bool, True at real source positions.
         values: (N, S, G) float32 or bfloat16.
+        offsets: optional (K, G) float32 rows, one added to each row's mix.
+        index: (N*W,) int64 row of offsets for each query row (with offsets).
 
     Returns:
         weights (N, W, S) and mixed (N, W, G), float32.
     """
-    tensors = (q, exp_keys, v, mask, values)
+    if (offsets is None) != (index is None):
+        raise ValueError("additive_mix takes offsets and index together")
+    tensors = (q, exp_keys, v, mask, values) + (
+        () if offsets is None else (offsets, index)
+    )
     if (
         any(t.device.type != "cpu" for t in tensors)
         or q.dtype not in (torch.float32, torch.bfloat16)
@@ -226,6 +239,14 @@ def additive_mix(
         or values.shape[:2] != (n, src)
     ):
         return None
+    if offsets is not None and (
+        offsets.dtype != torch.float32
+        or offsets.dim() != 2
+        or offsets.size(1) != gates
+        or index.dtype != torch.long
+        or index.shape != (n * width,)
+    ):
+        return None
     lib = library()
     if lib is None:
         return None
@@ -233,6 +254,8 @@ def additive_mix(
     if size > 1 and rows.stride(1) != 1:
         rows = rows.contiguous()
     exp_keys, v, mask, values = (t.contiguous() for t in (exp_keys, v, mask, values))
+    if offsets is not None:
+        offsets, index = offsets.contiguous(), index.contiguous()
     scratch = torch.empty(2 * size, dtype=torch.float32)
     weights = torch.empty((n, width, src), dtype=torch.float32)
     mixed = torch.empty((n, width, gates), dtype=torch.float32)
@@ -247,6 +270,9 @@ def additive_mix(
         mask.data_ptr(),
         values.data_ptr(),
         int(values.dtype == torch.bfloat16),
+        None if offsets is None else offsets.data_ptr(),
+        None if index is None else index.data_ptr(),
+        0 if offsets is None else offsets.size(0),
         n,
         width,
         src,

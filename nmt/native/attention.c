@@ -4,7 +4,7 @@
  *
  *   score[w, s]  = sum_a 1 / (c_a + p[w, a] e[s, a]),   p = exp(-q) c,  c = 1 / 2v,
  *   weight[w, :] = softmax over the unmasked s of score[w, :],
- *   mixed[w, :]  = sum_s weight[w, s] values[s, :].
+ *   mixed[w, :]  = sum_s weight[w, s] values[s, :]  (+ offsets[index[w], :]).
  *
  * q = 2 W_q query and e = exp(-2 W_k key): 1 / (c_a + p_a e_a) = 2 v_a sigmoid(q_a +
  * k_a), so score is v^T tanh(W_q query + W_k key) + sum(v), a constant that the
@@ -13,10 +13,14 @@
  * here a sentence's e and values are read from cache by all its rows, in float32.
  * A row whose positions are all masked gets NaN weights, as with torch.softmax.
  *
+ * The optional offsets row of each query row (the decoder's per-token table of the
+ * embedding's share of the same linear maps) is added after the sum, as PyTorch
+ * would add the gathered rows: one pass instead of a gather and an add.
+ *
  * Returns 0, or 1 when some |q| > 80 or q is NaN (exp(-q) may then leave float32;
- * nothing is written) or some unmasked score is not finite (NaN or inf in the keys
- * or v): the caller then uses PyTorch, whose NaN handling it keeps. Built and
- * loaded by nmt/native/__init__.py.
+ * nothing is written), some index is out of range, or some unmasked score is not
+ * finite (NaN or inf in the keys or v): the caller then uses PyTorch, whose NaN
+ * handling it keeps. Built and loaded by nmt/native/__init__.py.
  */
 #include <math.h>
 
@@ -73,10 +77,11 @@ static inline float score(const float *c, const float *p, const float *e, int64_
 }
 
 /* `rows` rows' weights wt (rows, S) times the sentence's values[:, g0 : g0 + kv VW]
- * into out (rows, G); rows and kv are constants after inlining */
+ * plus each row's offsets (off[r], G floats, or NULL) into out (rows, G); rows and
+ * kv are constants after inlining */
 static inline __attribute__((always_inline)) void mix_block(
     const float *wt, const char *values, int bf16, int64_t src, int64_t gates,
-    int64_t g0, float *out, const int rows, const int kv) {
+    int64_t g0, const float *const *off, float *out, const int rows, const int kv) {
     vec acc[RB][KV_MAX];
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < kv; k++) acc[r][k] = (vec){0};
@@ -90,58 +95,71 @@ static inline __attribute__((always_inline)) void mix_block(
             for (int k = 0; k < kv; k++) acc[r][k] += ws * b[k];
         }
     }
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < rows; r++) {
+        if (off[r])
+            for (int k = 0; k < kv; k++)
+                acc[r][k] += *(const vec_unaligned *)(off[r] + g0 + VW * k);
         memcpy(out + r * gates + g0, acc[r], kv * sizeof(vec));
+    }
 }
 
-/* `rows` rows of one sentence (weights wt (rows, S)) times its values (S, G) into
- * out (rows, G): blocks of kv vectors, then the last G % (kv VW) columns */
+/* `rows` rows of one sentence (weights wt (rows, S)) times its values (S, G), plus
+ * their offsets (off[r] or NULL), into out (rows, G): blocks of kv vectors, then
+ * the last G % (kv VW) columns */
 static inline __attribute__((always_inline)) void mix_rows(
     const float *wt, const char *values, int bf16, int64_t src, int64_t gates,
-    float *out, const int rows, const int kv) {
+    const float *const *off, float *out, const int rows, const int kv) {
     int64_t g = 0;
     for (; g + kv * VW <= gates; g += kv * VW)
-        mix_block(wt, values, bf16, src, gates, g, out, rows, kv);
+        mix_block(wt, values, bf16, src, gates, g, off, out, rows, kv);
     for (int r = 0; r < rows; r++)
         for (int64_t col = g; col < gates; col++) {
             float sum = 0.0f;
             for (int64_t s = 0; s < src; s++)
                 sum += wt[r * src + s] * load(values, s * gates + col, bf16);
-            out[r * gates + col] = sum;
+            out[r * gates + col] = off[r] ? sum + off[r][col] : sum;
         }
 }
 
-/* one sentence: weights wt (W, S) x values (S, G) -> mixed (W, G) */
+/* one sentence: weights wt (W, S) x values (S, G) (+ offsets (V, G) rows index
+ * (W,), when offsets is not NULL) -> mixed (W, G) */
 static inline __attribute__((always_inline)) void mix(const float *wt, const char *values,
                                                       int bf16, int64_t width,
                                                       int64_t src, int64_t gates,
+                                                      const float *offsets,
+                                                      const int64_t *index,
                                                       float *mixed) {
     for (int64_t w = 0; w < width; w += RB) {
         const float *rw = wt + w * src;
         float *out = mixed + w * gates;
-        switch (width - w < RB ? width - w : RB) {
-        case 5: mix_rows(rw, values, bf16, src, gates, out, 5, KV_ROWS); break;
-        case 4: mix_rows(rw, values, bf16, src, gates, out, 4, KV_ROWS); break;
-        case 3: mix_rows(rw, values, bf16, src, gates, out, 3, KV_ROWS); break;
-        case 2: mix_rows(rw, values, bf16, src, gates, out, 2, KV_ROWS); break;
-        case 1: mix_rows(rw, values, bf16, src, gates, out, 1, KV_MAX); break;
+        const int rows = width - w < RB ? (int)(width - w) : RB;
+        const float *off[RB] = {NULL};
+        for (int r = 0; offsets && r < rows; r++) off[r] = offsets + index[w + r] * gates;
+        switch (rows) {
+        case 5: mix_rows(rw, values, bf16, src, gates, off, out, 5, KV_ROWS); break;
+        case 4: mix_rows(rw, values, bf16, src, gates, off, out, 4, KV_ROWS); break;
+        case 3: mix_rows(rw, values, bf16, src, gates, off, out, 3, KV_ROWS); break;
+        case 2: mix_rows(rw, values, bf16, src, gates, off, out, 2, KV_ROWS); break;
+        case 1: mix_rows(rw, values, bf16, src, gates, off, out, 1, KV_MAX); break;
         }
     }
 }
 
 /* q (N*W rows of A, row stride q_stride) float32 or bfloat16; exp_keys (N, S, A),
- * v (A,) float32; mask (N, S) bool; values (N, S, G) float32 or bfloat16; all
- * contiguous but q's rows. scratch: 2A floats. Out: weights (N*W, S) and mixed
- * (N*W, G) float32. */
+ * v (A,) float32; mask (N, S) bool; values (N, S, G) float32 or bfloat16; offsets
+ * (offset_rows, G) float32 and index (N*W,) int64, or both NULL; all contiguous
+ * but q's rows. scratch: 2A floats. Out: weights (N*W, S) and mixed (N*W, G)
+ * float32. */
 CLONES int64_t nmt_additive_mix(const void *q, int64_t q_stride, int q_bf16,
                                 const float *exp_keys, const float *v,
                                 const uint8_t *mask, const void *values, int values_bf16,
-                                int64_t sentences, int64_t width, int64_t src,
-                                int64_t size, int64_t gates, float *scratch,
-                                float *weights, float *mixed) {
+                                const float *offsets, const int64_t *index,
+                                int64_t offset_rows, int64_t sentences, int64_t width,
+                                int64_t src, int64_t size, int64_t gates,
+                                float *scratch, float *weights, float *mixed) {
     int64_t rows = sentences * width;
     for (int64_t r = 0; r < rows; r++) {
-        int bad = 0;
+        int bad = offsets && !(index[r] >= 0 && index[r] < offset_rows);
         for (int64_t a = 0; a < size; a++) bad |= !(fabsf(load(q, r * q_stride + a, q_bf16)) <= EXP_LIMIT);
         if (bad) return 1;
     }
@@ -173,7 +191,8 @@ CLONES int64_t nmt_additive_mix(const void *q, int64_t q_stride, int q_bf16,
             for (int64_t s = 0; s < src; s++) wt[s] /= total;
         }
         mix(weights + n * width * src, (const char *)values + n * src * gates * value_bytes,
-            values_bf16, width, src, gates, mixed + n * width * gates);
+            values_bf16, width, src, gates, offsets, index ? index + n * width : NULL,
+            mixed + n * width * gates);
     }
     return 0;
 }

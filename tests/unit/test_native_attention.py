@@ -85,6 +85,70 @@ def test_equals_pytorch(built, values_dtype, sentences, width, src, size, gates)
     assert (got[0][~mask[:, None].expand_as(got[0])] == 0).all()
 
 
+@pytest.mark.parametrize("values_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "sentences, width, src, size, gates",
+    [(3, 5, 7, 64, 96), (2, 1, 3, 17, 21), (2, 7, 5, 8, 70), (1, 5, 12, 512, 2048)],
+)
+def test_offsets_are_added_as_pytorch_adds_them(
+    built, values_dtype, sentences, width, src, size, gates
+):
+    """mixed + offsets[index] in the kernel's pass: bitwise the kernel's mix plus
+    the gathered rows, and PyTorch's path gives the same to rounding."""
+    attn, q, keys, prepared, mask, values = case(sentences, width, src, size, gates)
+    values = values.to(values_dtype)
+    offsets = torch.randn(11, gates)
+    index = torch.randint(0, 11, (sentences * width,))
+    with torch.no_grad():
+        got = attn.prepared_mix(q, keys, prepared, mask, values, offsets, index)
+        alone = native.additive_mix(q, prepared, v_of(attn), mask, values)
+        plain = pytorch_mix(attn, q, keys, prepared, mask, values)
+    assert built == [True, True]  # with offsets and without
+    rows = offsets[index].view(sentences, width, gates)
+    assert torch.equal(got[0], alone[0])
+    assert torch.equal(got[1], alone[1] + rows)
+    torch.testing.assert_close(got[1], plain[1] + rows, atol=1e-5, rtol=1e-5)
+
+
+def test_offsets_pytorch_path_and_what_the_kernel_refuses(built):
+    attn, q, keys, prepared, mask, values = case(2, 3, 4, 8, 8)
+    v, offsets = v_of(attn), torch.randn(5, 8)
+    index = torch.tensor([0, 4, 1, 1, 2, 3])
+    with torch.no_grad():
+        fused = native.additive_mix(q, prepared, v, mask, values, offsets, index)
+        for bad in ([0, 5, 1, 1, 2, 3], [0, -1, 1, 1, 2, 3]):  # out of range
+            out = native.additive_mix(
+                q, prepared, v, mask, values, offsets, torch.tensor(bad)
+            )
+            assert out is None
+        assert (
+            native.additive_mix(q, prepared, v, mask, values, offsets, index[:5])
+            is None
+        )
+        assert (
+            native.additive_mix(q, prepared, v, mask, values, offsets.double(), index)
+            is None
+        )
+        assert (
+            native.additive_mix(q, prepared, v, mask, values, offsets[:, :7], index)
+            is None
+        )
+        assert (
+            native.additive_mix(q, prepared, v, mask, values, offsets, index.int())
+            is None
+        )
+        with pytest.raises(ValueError, match="together"):
+            native.additive_mix(q, prepared, v, mask, values, offsets)
+        # the base class's path (no kernel): the same sum
+        from nmt.models.attention import Attention
+
+        base = Attention.prepared_mix(
+            attn, q, keys, prepared, mask, values, offsets, index
+        )
+    torch.testing.assert_close(base[1], fused[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(base[0], fused[0], atol=1e-6, rtol=1e-5)
+
+
 def test_bfloat16_strided_queries_and_zero_v(built):
     """q as the search passes it (a bf16 slice of a wider matrix), and v entries
     that are +-0, tiny or negative (c = 1 / 2v is +-inf or huge: those terms vanish)."""
