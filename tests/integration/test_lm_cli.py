@@ -103,6 +103,11 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
         child.sendline("ROMEO:")
         child.expect(r"\[1\] log-prob -?\d+\.\d+\r?\nROMEO:")
         child.expect_exact("lm> ")
+        # a dumb terminal's prompt is written before prompt_toolkit puts the
+        # terminal in raw mode: a Ctrl-C sent at once once came back echoed as
+        # "^C" (cooked mode) and no prompt followed in 30 s; press it a moment
+        # later, as a person would
+        time.sleep(0.5)
         child.sendintr()  # Ctrl-C at the prompt: a fresh prompt
         child.expect_exact("lm> ")
         child.sendline(":temp 0")  # greedy: never ends early with EOS
