@@ -1,8 +1,8 @@
 """Native CPU kernels for decoding, built on demand.
 
 - `topk.c`: the search's fused log-softmax + top-k (`top_log_probs`);
-- `attention.c`: additive attention's scores, softmax and values mix in one pass
-  (`additive_mix`).
+- `attention.c`: additive attention's scores, softmax and values mix in one pass,
+  plus each row's entry of a per-token table when given (`additive_mix`).
 
 On first use the C files are compiled with the machine's C compiler (`$CC`, else cc,
 gcc or clang) into the user's cache (`$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` or
