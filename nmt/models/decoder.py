@@ -362,9 +362,8 @@ class RNNDecoder(SearchCaches):
             else:
                 projected = self.attention.project_query(query)
             # (N, G0 + R): with the table, its rows of `tokens` are already added
-            weights, mixed = self._mix(
-                projected, state, (pieces.emb_table, tokens) if tabled else None
-            )
+            table = (pieces.emb_table, tokens) if tabled else (None, None)
+            weights, mixed = self._mix(projected, state, *table)
             gate_size = w_emb.size(0)
             x = (  # (N, G0)
                 mixed[:, :gate_size]
@@ -414,11 +413,12 @@ class RNNDecoder(SearchCaches):
         self,
         projected: Tensor,
         state: DecoderState,
-        table: tuple[Tensor, Tensor] | None = None,
+        offsets: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Projected queries (N*W, Q) (`Attention.project_query`) -> weights
-        (N*W, S) and their mix of values (N*W, G), plus rows tokens (N*W,) of
-        the (V, G) float32 table when `table` = (table, tokens) is given."""
+        (N*W, S) and their mix of values (N*W, G), plus rows index (N*W,) of
+        the (V, G) float32 offsets when given."""
         rows = projected.size(0)
         sentences = state.keys.size(0)
         grouped = projected.reshape(sentences, -1, projected.size(-1))  # (N, W, Q)
@@ -428,7 +428,8 @@ class RNNDecoder(SearchCaches):
             state.prepared,
             state.mask,
             state.values,
-            *(table or (None, None)),
+            offsets,
+            index,
         )
         return weights.reshape(rows, -1), mixed.reshape(rows, -1)
 

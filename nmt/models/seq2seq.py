@@ -166,11 +166,12 @@ class Seq2Seq(SearchCaches):
             state.prepared if attention is None else attention.prepare(state.keys)
         )
         values = self.decoder.project_memory(state.memory)  # (N, S, G)
-        # steps with values never read the memory: (N, S, 0) frees it, and
-        # finished sentences leaving the batch no longer copy it
-        memory = state.memory.new_empty(*state.memory.shape[:2], 0)
+        memory = state.memory
+        if values.size(-1) > 0:  # steps with values never read the memory:
+            # (N, S, 0) frees it, and finished sentences leaving do not copy it
+            memory = memory.new_empty(*memory.shape[:2], 0)
         return state._replace(
-            memory=memory if values.size(-1) > 0 else state.memory,
+            memory=memory,
             values=values,
             prepared=prepared,  # (N, S, ·)
             hidden=state.hidden.repeat_interleave(width, dim=0),  # (N*W, L, H*)
