@@ -14,6 +14,9 @@ encoder's RNN. It also counts the search's steps. Each run is split into:
 - the rest: per-row work outside the matrix products (attention, cell, top-k,
   gathers).
 
+It also prints the matrix products' time per row-step (a row of one step; the
+encoder's share included): a beam of 5 at batch 1 already hands them 5 rows.
+
 It prints batch 64 / batch 1 as measured, and what it would be if batch 64 had
 no "rest" or only its matrix products (batch 1 as measured). The same ratios are
 then scaled to the default set-up (--threads, decoding workers auto). Each
@@ -55,12 +58,14 @@ PRODUCTS = [
 
 @dataclass
 class Run:
-    """One timed decode: sentences, wall seconds, seconds in matrix products, steps."""
+    """One timed decode: sentences, wall seconds, seconds in matrix products, steps
+    and row-steps (the rows of all steps)."""
 
     sentences: int
     seconds: float
     products: float
     steps: int
+    rows: int
 
     @property
     def speed(self) -> float:
@@ -99,15 +104,17 @@ def timed_products(clock: dict[str, float]) -> Iterator[None]:
 
 
 def decode(translator: Translator, lines: list[str], search: BeamConfig) -> Run:
-    """Translate `lines`, timing the whole and its matrix products, counting steps."""
+    """Translate `lines`, timing the whole and its matrix products, counting steps
+    and rows."""
     clock = {"products": 0.0}
-    steps = [0]
+    steps, rows = [0], [0]
     model = translator.model
     step = model.step
 
-    def counted(*args, **kwargs):
+    def counted(tokens, state):
         steps[0] += 1
-        return step(*args, **kwargs)
+        rows[0] += tokens.numel()
+        return step(tokens, state)
 
     model.step = counted  # the instance attribute shadows the method
     try:
@@ -117,7 +124,7 @@ def decode(translator: Translator, lines: list[str], search: BeamConfig) -> Run:
             seconds = time.perf_counter() - began
     finally:
         del model.step
-    return Run(len(lines), seconds, clock["products"], steps[0])
+    return Run(len(lines), seconds, clock["products"], steps[0], rows[0])
 
 
 def main() -> None:
@@ -179,16 +186,19 @@ def report(
         "1 worker:\n"
     )
     print(
-        "| batch | sentences | sentences/s | steps | matrix products | per-step cost "
-        "| rest (per row) |"
+        "| batch | sentences | sentences/s | steps | row-steps | matrix products "
+        "| per row-step | per-step cost | rest (per row) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (name, run), size in zip(split.items(), (args.batch, 1), strict=True):
         fixed = run.steps * per_step if name == "batch" else run.seconds - run.products
         rest = run.seconds - run.products - fixed
         parts = (run.products, fixed, rest)
-        cells = " | ".join(f"{s:.2f} s ({s / run.seconds:.0%})" for s in parts)
-        print(f"| {size} | {run.sentences} | {run.speed:.1f} | {run.steps} | {cells} |")
+        products, fixed, rest = (f"{s:.2f} s ({s / run.seconds:.0%})" for s in parts)
+        print(
+            f"| {size} | {run.sentences} | {run.speed:.1f} | {run.steps} | {run.rows} "
+            f"| {products} | {1e6 * run.products / run.rows:.1f} us | {fixed} | {rest} |"
+        )
     rest = batch.seconds - batch.products - batch.steps * per_step
     bounds = {
         "as measured": batch.speed,
