@@ -139,7 +139,9 @@ def beam_search(
     bound using the length penalty at its max length: with a length penalty the
     best beam's EOS alone never stops it), when its live beams reach its max length
     (they are then kept without EOS), or when every candidate is -inf (live beams
-    kept as they are). PAD and BOS are never generated.
+    kept as they are). PAD and BOS are never generated. Exact ties go to the lower
+    token id within a row (as `argmax`), then to the lower beam, on every path, so
+    width 1 is argmax decoding and a sentence decodes alike alone and in a batch.
 
     Args:
         stepper: the model, seen only through the `Stepper` protocol.
@@ -151,7 +153,11 @@ def beam_search(
         cfg: search settings; cfg.batch_size, cfg.workers and cfg.prefix are for
             callers.
         prefix: optional forced tokens, one list per sentence (length N; use [] for
-            none), fed after BOS whatever their probability; their log-probs count.
+            none), fed after BOS whatever their probability (no_repeat_ngram does
+            not ban them); their log-probs count. Ids must be ordinary tokens of
+            the vocabulary (not PAD/BOS/EOS), else ValueError. A forced token the
+            model gives probability 0 (-inf) leaves no candidate: the sentence
+            ends there, as when every candidate is -inf.
 
     Returns:
         Per sentence, cfg.nbest distinct hypotheses (fewer only if fewer exist, never
@@ -195,6 +201,11 @@ class _Search:
         self.stepper, self.cfg, self.width = stepper, cfg, cfg.beam_size
         self.src_lengths: list[int] = src_lengths.tolist()
         self.forced = scoring.prefix_table(prefix, len(self.src_lengths))  # (N, P)
+        specials = {stepper.pad_id, stepper.bos_id, stepper.eos_id}
+        if bad := sorted(specials & set(self.forced[self.forced >= 0].tolist())):
+            raise ValueError(
+                f"prefix tokens must be ordinary tokens, not PAD/BOS/EOS (ids {bad})"
+            )
         prefix_lens = (self.forced >= 0).sum(dim=1).tolist()
         self.max_lens = [
             max(int(cfg.max_len_a * length + cfg.max_len_b), forced, 1)
@@ -221,6 +232,8 @@ class _Search:
         step = 0
         while beams.sentences.numel() > 0:
             scores, state = self.stepper.step(last, state)  # (A*W, V)
+            if step == 0 and self.forced.numel() > 0:
+                self._check_prefix(scores.size(1))
             attention = self.stepper.attention(state)  # (A*W, S) or None
             beams, rows = self._advance(beams, scores, attention, step)
             if beams.sentences.numel() > 0:
@@ -228,6 +241,14 @@ class _Search:
                 last = beams.tokens[:, :, -1].reshape(-1)  # (A*B,)
             step += 1
         return [hyps[: self.cfg.nbest] for hyps in self.finished]
+
+    def _check_prefix(self, vocab: int) -> None:
+        """Raise ValueError for a prefix token outside the vocabulary (V,)."""
+        top = int(self.forced.max())
+        if top >= vocab:
+            raise ValueError(
+                f"prefix token id {top} is outside the vocabulary (size {vocab})"
+            )
 
     def _banned(self, step: int) -> list[int]:
         """Tokens no row may take at this step: PAD, BOS, and EOS before min_len."""
@@ -254,14 +275,17 @@ class _Search:
         W is the number of rows per sentence (1 at the first step, then B). The
         `_banned` tokens are dropped later, from each row's best candidates only.
         """
+        masked = log_probs
         if self.cfg.no_repeat_ngram > 0:
             history = beams.tokens.reshape(log_probs.size(0), step)  # (A*W, t)
-            log_probs = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
+            masked = scoring.ban_ngrams(log_probs, history, self.cfg.no_repeat_ngram)
         if step < self.forced.size(1):
             rows_per = beams.scores.size(1)
             forced = self.forced[beams.sentences, step].repeat_interleave(rows_per)
-            log_probs = scoring.force_tokens(log_probs, forced)  # forced: (A*W,)
-        return log_probs
+            # forced: (A*W,); a forced token keeps its log-prob even if it repeats
+            # an n-gram (the prefix is the user's, not the search's choice)
+            masked = scoring.force_tokens(masked, forced, source=log_probs)
+        return masked
 
     def _advance(
         self, beams: _Beams, scores: Tensor, attention: Tensor | None, step: int
@@ -282,7 +306,10 @@ class _Search:
         row_values, row_tokens = self._candidates(scores, beams, step, per_row)
         row_values = scoring.forbid_candidates(row_values, row_tokens, banned)
         row_values = row_values.view(a, rows_per, per_row) + beams.scores.unsqueeze(2)
-        values, index = row_values.view(a, -1).topk(k, dim=1)  # (A, 2B)
+        # (A, 2B): a stable sort, so exact ties go to the lower beam, then to its
+        # better candidate (its lower token on ties), whatever else is in the batch
+        values, index = row_values.view(a, -1).sort(dim=1, descending=True, stable=True)
+        values, index = values[:, :k], index[:, :k]
         origin = index // per_row  # (A, 2B) row (beam) of each candidate
         tokens = row_tokens.view(a, -1).gather(1, index)  # (A, 2B) its token
         if k < width:  # tiny vocabulary at the first step: pad with empty candidates

@@ -96,15 +96,20 @@ def ban_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
     return log_probs.masked_fill(hits > 0, NEG_INF)
 
 
-def force_tokens(log_probs: Tensor, forced: Tensor) -> Tensor:
+def force_tokens(
+    log_probs: Tensor, forced: Tensor, source: Tensor | None = None
+) -> Tensor:
     """Keep only the forced token's score in rows that have one (forced prefix).
 
     The forced token keeps its own log-prob whatever its rank, so it counts in the
-    hypothesis score; every other token of that row becomes -inf.
+    hypothesis score; every other token of that row becomes -inf. Its log-prob is
+    read from `source` when given (the log-probs before bans such as
+    `ban_ngrams`: a forced token is never banned), else from `log_probs`.
 
     Args:
         log_probs: (R, V) scores.
         forced: (R,) long token id per row, or -1 for rows that are free.
+        source: optional (R, V) scores the forced tokens' values come from.
 
     Returns:
         (R, V) scores.
@@ -112,9 +117,10 @@ def force_tokens(log_probs: Tensor, forced: Tensor) -> Tensor:
     is_forced = forced >= 0  # (R,)
     if not bool(is_forced.any()):
         return log_probs
+    source = log_probs if source is None else source
     index = forced.clamp(min=0).unsqueeze(1)  # (R, 1)
     only = torch.full_like(log_probs, NEG_INF).scatter(
-        1, index, log_probs.gather(1, index)
+        1, index, source.gather(1, index)
     )
     return torch.where(is_forced.unsqueeze(1), only, log_probs)
 
@@ -178,6 +184,8 @@ def prefix_table(prefix: Sequence[Sequence[int]] | None, n: int) -> Tensor:
         )
     table = torch.full((n, max(map(len, prefix), default=0)), -1, dtype=torch.long)
     for i, tokens in enumerate(prefix):
+        if any(t < 0 for t in tokens):
+            raise ValueError(f"prefix token ids must be >= 0, got {list(tokens)}")
         table[i, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
     return table
 
@@ -189,7 +197,8 @@ def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]
     the k chunks (of `chunk` consecutive columns) with the largest maxima: a chunk
     outside those has k chunks whose maxima are at least its own. So the top k is
     taken over those k chunks plus the columns that do not fill a chunk. The
-    values equal `topk`'s; among exactly tied values the indices may differ.
+    values equal `topk`'s; exact ties go to the lower column, as in `argmax` and
+    the native kernel, so a row's result does not depend on which path ran.
 
     Args:
         scores: (R, V) scores.
@@ -202,7 +211,7 @@ def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]
     rows, vocab = scores.shape
     chunks = vocab // chunk
     if chunks < 8 * k or vocab < 2048:  # few chunks: plain topk is faster
-        return scores.topk(k, dim=1)
+        return _lower_columns_first(scores, *scores.topk(k, dim=1))
     body = scores[:, : chunks * chunk].unflatten(1, (chunks, chunk))  # (R, C, L)
     best = body.amax(dim=2).topk(k, dim=1).indices  # (R, k) chunk ids
     offsets = torch.arange(chunk, device=scores.device)  # (L,)
@@ -210,7 +219,38 @@ def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]
     tail = torch.arange(chunks * chunk, vocab, device=scores.device)  # (V - C*L,)
     columns = torch.cat([columns, tail.expand(rows, -1)], dim=1)  # (R, k*L + tail)
     values, where = scores.gather(1, columns).topk(k, dim=1)  # (R, k) in the pool
-    return values, columns.gather(1, where)
+    return _lower_columns_first(scores, values, columns.gather(1, where))
+
+
+def _lower_columns_first(
+    scores: Tensor, values: Tensor, index: Tensor
+) -> tuple[Tensor, Tensor]:
+    """`topk`'s k best (R, k) values and columns of scores (R, V), with exact ties
+    going to the lower column: both which tied columns make the cut and their
+    order. Rows with NaN are left as `topk` gave them."""
+    k = values.size(1)
+    nan_rows = values.isnan().any(dim=1)  # (R,)
+    if bool(nan_rows.any()):  # the other rows still get the rule
+        if bool(nan_rows.all()):
+            return values, index
+        clean = ~nan_rows
+        fixed = _lower_columns_first(scores[clean], values[clean], index[clean])
+        values, index = values.clone(), index.clone()
+        values[clean], index[clean] = fixed
+        return values, index
+    threshold = values[:, -1:]  # (R, 1) the k-th best value
+    at_least = scores >= threshold  # (R, V)
+    if bool((at_least.sum(dim=1) > k).any()):  # ties at the cut: lowest columns
+        above = scores > threshold
+        slots = k - above.sum(dim=1, keepdim=True)  # (R, 1) >= 1
+        at = at_least & ~above
+        keep = above | (at & (at.cumsum(dim=1) <= slots))  # k per row
+        index = keep.nonzero()[:, 1].view(-1, k)  # (R, k) ascending
+    else:
+        index = index.sort(dim=1).values  # the same k columns, ascending
+    values = scores.gather(1, index)
+    order = values.sort(dim=1, descending=True, stable=True).indices
+    return values.gather(1, order), index.gather(1, order)
 
 
 def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -31,8 +31,14 @@ class TableStepper:
 
     pad_id, bos_id, eos_id = PAD, BOS, EOS
 
-    def __init__(self, table: Table, src_len: int | None = None) -> None:
-        self.table, self.src_len = table, src_len
+    def __init__(
+        self,
+        table: Table,
+        src_len: int | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        """dtype: of the step's scores (float32 takes the native top-k on a CPU)."""
+        self.table, self.src_len, self.dtype = table, src_len, dtype
         self.rows_per_step: list[int] = []
 
     def init_state(self, inputs: list[int], width: int) -> tuple[Tensor, list]:
@@ -46,7 +52,7 @@ class TableStepper:
         rows = [
             self.table(n, h[1:]) for n, h in zip(sentences.tolist(), new, strict=True)
         ]
-        return torch.tensor(rows, dtype=torch.float64), (sentences, new)
+        return torch.tensor(rows, dtype=self.dtype), (sentences, new)
 
     def reorder(self, state: tuple[Tensor, list], index: Tensor) -> tuple[Tensor, list]:
         sentences, histories = state
@@ -266,6 +272,66 @@ def test_prefix_token_is_forced_even_when_unlikely():
     hyps = search(TableStepper(scripted), [0], config(nbest=2), prefix=[[B, A]])[0]
     assert all(h.tokens[:2] == (B, A) for h in hyps)
     assert hyps[0].log_prob < math.log(0.4 * 0.05) + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("n", "prefix"), [(1, [A, A]), (2, [A, A, A]), (2, [A, B, A, B])]
+)
+def test_prefix_is_kept_whole_even_when_it_repeats_ngrams(n: int, prefix: list[int]):
+    def table(sentence: int, history: tuple[int, ...]) -> list[float]:
+        return from_probs({EOS: 0.2, A: 0.4, B: 0.4})
+
+    cfg = config(beam_size=2, nbest=2, max_len_b=7, no_repeat_ngram=n)
+    hyps = search(TableStepper(table), [0], cfg, prefix=[prefix])[0]
+    assert hyps
+    for hyp in hyps:
+        assert hyp.tokens[: len(prefix)] == tuple(prefix)
+        assert math.isfinite(hyp.log_prob)
+        grams = [hyp.tokens[i : i + n] for i in range(len(hyp.tokens) - n + 1)]
+        for end in range(len(prefix), len(hyp.tokens)):  # generated tokens only
+            gram = hyp.tokens[end - n + 1 : end + 1]
+            assert gram not in grams[: end - n + 1], (hyp.tokens, gram)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [([A, EOS], "not PAD/BOS/EOS"), ([BOS], "not PAD/BOS/EOS"), ([-2], ">= 0")],
+)
+def test_prefix_ids_must_be_ordinary_tokens(prefix: list[int], message: str):
+    with pytest.raises(ValueError, match=message):
+        search(TableStepper(scripted), [0, 1], config(), prefix=[[], prefix])
+
+
+def test_prefix_id_outside_the_vocabulary_is_a_clear_error():
+    with pytest.raises(ValueError, match="outside the vocabulary \\(size 5\\)"):
+        search(TableStepper(scripted), [0], config(), prefix=[[A, 5]])
+
+
+def tied(n: int, history: tuple[int, ...]) -> list[float]:
+    """Logits over 10 tokens: at step 0 tokens 3..9 exactly tied, then EOS."""
+    if not history:
+        return [-INF, -INF, -5.0] + [0.0] * 7
+    return [-INF, -INF, 0.0] + [-20.0] * 7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beam", [1, 3])
+def test_exact_ties_go_to_the_lower_token_alone_and_in_a_batch(
+    dtype: torch.dtype, beam: int
+):
+    # float32 takes the native top-k; a prefixed sentence (or n-gram bans) sends
+    # the whole batch through PyTorch's top-k: the same tie rule on every path
+    cfg = config(beam_size=beam, nbest=beam, max_len_b=4)
+    expected = [(t,) for t in range(3, 3 + beam)]  # lowest tokens first
+
+    def tokens(hyps: list[Hypothesis]) -> list[tuple[int, ...]]:
+        return [h.tokens for h in hyps]
+
+    assert tokens(search(TableStepper(tied, dtype=dtype), [0], cfg)[0]) == expected
+    batched = search(TableStepper(tied, dtype=dtype), [0, 1], cfg, prefix=[[], [A]])
+    assert tokens(batched[0]) == expected
+    cfg.no_repeat_ngram = 3  # bans nothing here
+    assert tokens(search(TableStepper(tied, dtype=dtype), [0], cfg)[0]) == expected
 
 
 def test_finished_sentences_leave_the_batch():

@@ -157,3 +157,19 @@ def test_top_k_rows_equals_topk(vocab: int, k: int) -> None:
     assert torch.equal(scores.gather(1, index), values)  # indices point at the values
     finite = torch.isfinite(values)  # no ties among random finite values
     assert torch.equal(index[finite], expected.indices[finite])
+
+
+@pytest.mark.parametrize("vocab", [100, 8000])
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_top_k_rows_ties_go_to_the_lower_column(vocab: int, k: int) -> None:
+    gen = torch.Generator().manual_seed(vocab * k)
+    scores = torch.randint(0, 4, (7, vocab), generator=gen).float()  # many ties
+    scores[2] = NEG_INF
+    scores[4, : vocab // 2] = NEG_INF
+    scores[3, 5] = float("nan")  # a NaN row is left as topk gives it
+    values, index = top_k_rows(scores, k)
+    for row in (0, 1, 2, 4, 5, 6):
+        expected = scores[row].sort(descending=True, stable=True)
+        assert torch.equal(index[row], expected.indices[:k])
+        assert torch.equal(values[row], expected.values[:k])
+    assert values[3, 0].isnan()
