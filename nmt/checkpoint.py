@@ -137,7 +137,7 @@ def _load_error(name: str, error: Exception, map_location: object) -> str:
         return f"{name} is not an nmt checkpoint (safe loading refused {refused})"
     if str(error).startswith("Attempting to deserialize object on"):
         return f"cannot load {name} onto {map_location}: {_first_sentence(error)}"
-    reason = _first_sentence(error)
+    reason = f"{type(error).__name__}: {_first_sentence(error)}"
     return f"{name} is not an nmt checkpoint (corrupt or truncated file: {reason})"
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
+
+from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from nmt.checkpoint import CheckpointError
 from nmt.data import DataError
@@ -17,6 +21,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileNotFoundError,
     IsADirectoryError,
     PermissionError,
+    MissingMandatoryValue,  # a required config value not given (`ckpt=`)
+    ValidationError,  # a config value of the wrong type
 )
 
 
@@ -33,5 +39,18 @@ def user_errors(prog: str = "nmt") -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        message = lines[0] if lines else repr(error)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def quiet_broken_pipe() -> None:
+    """Let a closed stdout pipe end the process silently (`nmt.translate | head`),
+    as Unix filters do, not with a BrokenPipeError traceback. Main thread only; a
+    no-op where SIGPIPE does not exist."""
+    if (
+        hasattr(signal, "SIGPIPE")
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)

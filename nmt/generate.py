@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 
-from nmt.errors import user_errors
+from nmt.errors import quiet_broken_pipe, user_errors
 from nmt.search import BeamConfig, SampleConfig
 
 SEPARATOR = "-" * 40
@@ -75,6 +75,7 @@ def continuations(generator, args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    quiet_broken_pipe()
     with user_errors("nmt.generate"):
         from nmt.loading import load_generator
         from nmt.runtime import pick_device, set_threads

@@ -36,14 +36,16 @@ def _check_kind(payload: dict[str, Any], path: str | Path, want: str) -> None:
 
 
 def _rebuild(path: str | Path, build: Callable[[], T]) -> T:
-    """`build()`, turning a mismatch between weights and config into one line."""
+    """`build()`, turning a mismatch between weights and config into one line
+    (PyTorch's multi-line state-dict report joined, cut at 400 characters)."""
     try:
         return build()
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        lines = str(error).strip().splitlines()
-        first = lines[0] if lines else repr(error)
+        text = " ".join(line.strip() for line in str(error).splitlines())
+        text = text.strip() or repr(error)
+        text = text if len(text) <= 400 else text[:397] + "..."
         raise CheckpointError(
-            f"{path} does not fit its config or vocabulary: {first}"
+            f"{path} does not fit its config or vocabulary: {text}"
         ) from None
 
 

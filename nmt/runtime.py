@@ -31,6 +31,8 @@ def set_threads(threads: int) -> int:
     0 means OMP_NUM_THREADS when set (torchrun and joblib workers set it to share
     the cores), else all cores available to the process.
     """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = all cores), got {threads}")
     omp = os.environ.get("OMP_NUM_THREADS", "")
     default = int(omp) if omp.isdigit() and int(omp) > 0 else available_cores()
     count = threads if threads > 0 else default
@@ -44,7 +46,12 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"unknown device {name!r}: use auto, cpu, cuda or cuda:N"
+        ) from None
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -7,11 +7,12 @@ Logs and warnings go to stderr; translations to stdout (or --output).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO, TextIO
 
-from nmt.errors import user_errors
+from nmt.errors import quiet_broken_pipe, user_errors
 from nmt.search import BeamConfig
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--nbest",
         type=int,
         default=0,
-        help="print K hypotheses per line, Moses format 'id ||| hyp ||| score'",
+        help="print K hypotheses per line, Moses format 'id ||| hyp ||| score' "
+        "(fewer when fewer distinct ones exist: an empty line has one, empty)",
     )
     p.add_argument(
         "--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)"
@@ -99,8 +101,8 @@ def translate_stream(
 ) -> int:
     """Translate `source` into `sink`; returns the number of input lines."""
     count = 0
-    for lines in read_lines(source, max(1, cfg.batch_size) * CHUNK_BATCHES):
-        for i, hyps in enumerate(translator.translate(lines, cfg)):
+    for lines in read_lines(source, cfg.batch_size * CHUNK_BATCHES):
+        for i, hyps in enumerate(translator.translate(lines, cfg, offset=count)):
             if nbest:
                 for hyp in hyps[:nbest]:
                     text = one_line(translator.detokenize(hyp))
@@ -113,11 +115,34 @@ def translate_stream(
     return count
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """ValueError for option values the search or the files cannot honour."""
+    if args.beam < 1:
+        raise ValueError(f"--beam must be >= 1, got {args.beam}")
+    if not 0 <= args.nbest <= args.beam:
+        raise ValueError(
+            f"--nbest must be between 0 (one line per input) and --beam "
+            f"({args.beam}), got {args.nbest}"
+        )
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if (
+        args.input
+        and args.output
+        and os.path.exists(args.output)
+        and os.path.exists(args.input)
+        and os.path.samefile(args.input, args.output)
+    ):
+        raise ValueError(
+            f"--output {args.output} is the input file; it would be erased"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    quiet_broken_pipe()
     with user_errors("nmt.translate"):
-        if args.nbest > args.beam:
-            raise ValueError(f"--nbest {args.nbest} is larger than --beam {args.beam}")
+        check_args(args)
         cfg = BeamConfig(
             beam_size=args.beam,
             nbest=max(1, args.nbest),

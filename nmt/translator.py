@@ -64,8 +64,12 @@ class Translator:
         lines: Sequence[str],
         cfg: BeamConfig,
         prefix: Sequence[int] | None = None,
+        *,
+        offset: int = 0,
     ) -> list[list[Hypothesis]]:
-        """n-best hypotheses per line, in input order.
+        """n-best hypotheses per line, in input order; warnings number the lines
+        from offset + 1 (a caller translating a file in chunks passes the lines
+        before this chunk).
 
         Lines are sorted by length inside each window of `cfg.batch_size` * 8 lines
         and decoded `cfg.batch_size` at a time, by `cfg.workers` threads at once
@@ -76,12 +80,12 @@ class Translator:
         for all its batches, so its cache casts each weight to bf16 once per call,
         not once per batch (a third of the time at batch 1).
         """
-        ids = [self.encode(line, i) for i, line in enumerate(lines)]
+        ids = [self.encode(line, offset + i) for i, line in enumerate(lines)]
         results: list[list[Hypothesis]] = [
             [Hypothesis(tokens=(), log_prob=0.0, score=0.0, attention=None)]
         ] * len(lines)
         todo = [i for i, seq in enumerate(ids) if seq]
-        window, size = max(1, cfg.batch_size) * 8, max(1, cfg.batch_size)
+        window, size = cfg.batch_size * 8, cfg.batch_size
         batches = []
         for start in range(0, len(todo), window):
             chunk = sorted(todo[start : start + window], key=lambda i: len(ids[i]))

@@ -7,6 +7,7 @@ length, T steps. Rows are flat: row a*B + b is sentence a, beam b.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,6 +83,17 @@ class BeamConfig:
                 f"nbest must be between 1 and beam_size ({self.beam_size}), got "
                 f"{self.nbest}: the search keeps only beam_size hypotheses per sentence"
             )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not math.isfinite(self.len_penalty):
+            raise ValueError(
+                f"len_penalty must be a finite number, got {self.len_penalty}"
+            )
+        if not (math.isfinite(self.max_len_a) and self.max_len_a >= 0):
+            raise ValueError(f"max_len_a must be finite and >= 0, got {self.max_len_a}")
+        for name in ("min_len", "no_repeat_ngram"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

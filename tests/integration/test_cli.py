@@ -126,6 +126,69 @@ def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
     assert proc.returncode == 2 and "--nbest" in proc.stderr.decode()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--nbest", "-1", "--nbest must be between 0"),
+        ("--beam", "-2", "--beam must be >= 1"),
+        ("--batch-size", "0", "--batch-size must be >= 1"),
+        ("--threads", "-3", "threads must be >= 0"),
+        ("--len-penalty", "nan", "len_penalty must be a finite number"),
+        ("--device", "foo", "unknown device 'foo'"),
+    ],
+)
+def test_translate_bad_option_values_are_one_line_errors(
+    tiny_checkpoint, option, value, says
+):
+    args = ["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint), option, value]
+    proc = run(args, input_bytes=b"hallo\n")
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert len(err.splitlines()) == 1 and says in err, err
+
+
+def test_translate_refuses_to_write_over_its_input(tiny_checkpoint, tmp_path):
+    path = tmp_path / "in.de"
+    path.write_bytes(b"hallo\nwelt\n")
+    args = ["--ckpt", str(tiny_checkpoint), "--input", str(path)]
+    proc = run(["-m", "nmt.translate", *args, "--output", str(path)])
+    assert proc.returncode == 2 and "is the input file" in proc.stderr.decode()
+    assert path.read_bytes() == b"hallo\nwelt\n"
+
+
+def test_translate_into_a_closed_pipe_ends_quietly(tiny_checkpoint):
+    """`nmt.translate | head -1`: no BrokenPipeError traceback, killed by SIGPIPE
+    like any Unix filter."""
+    signal = pytest.importorskip("signal")
+    if not hasattr(signal, "SIGPIPE"):
+        pytest.skip("no SIGPIPE on this platform")
+    args = ["--ckpt", str(tiny_checkpoint), "--batch-size", "1", "--threads", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt.translate", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    proc.stdin.write(b"hallo welt\n" * 200)
+    proc.stdin.close()
+    assert proc.stdout.readline()  # the first chunk's first line
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == -signal.SIGPIPE, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_translate_warnings_number_lines_across_chunks(tiny_checkpoint):
+    lines = b"hallo\n" * 9 + "hallo \u6f22\u5b57\n".encode()  # line 10: unknown
+    args = ["--ckpt", str(tiny_checkpoint), "--batch-size", "1", "--threads", "1"]
+    proc = run(["-m", "nmt.translate", *args], input_bytes=lines)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "warning: line 10 has characters unknown" in err, err
+    assert len(proc.stdout.splitlines()) == 10
+
+
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_translate_int8_precision_and_unknown_precision(tiny_checkpoint, precision):
     """int8 decoding answers every line; an unknown precision is one error line."""

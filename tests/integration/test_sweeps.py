@@ -178,6 +178,13 @@ def test_single_run_errors_stay_one_line_with_exit_status_2(tmp_path):
     assert not (tmp_path / "run" / "result.json").exists()
 
 
+def test_evaluate_without_ckpt_is_one_line_error(tmp_path):
+    proc = run(["-m", "nmt.evaluate", f"hydra.run.dir={tmp_path}/run"])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("nmt.evaluate: error:") and "ckpt" in err
+
+
 @pytest.mark.parametrize("launcher", ["basic", "local_joblib"])
 def test_beam_multirun_reports_quality_speed_and_memory_per_width(
     launcher, tiny_checkpoint, tiny_corpus, tmp_path
@@ -211,6 +218,7 @@ def test_beam_multirun_reports_quality_speed_and_memory_per_width(
         assert float(row["peak_mem_mb"]) >= 0 and "RSS" in row["peak_mem_note"]
     assert "beam_size must be >= 1" in rows[0]["error"]
     assert "| 1 | ok |" in (sweep_dir / "summary.md").read_text()
+    assert "[HYDRA]" not in proc.stdout  # Hydra's own log lines go to stderr
     pytest.importorskip("matplotlib")
     assert (sweep_dir / "summary.png").read_bytes()[:4] == b"\x89PNG"
 

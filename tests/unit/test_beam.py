@@ -220,6 +220,22 @@ def test_nbest_larger_than_beam_is_a_clear_error():
         search(TableStepper(scripted), [0], cfg)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("len_penalty", float("nan"), "len_penalty must be a finite number"),
+        ("len_penalty", float("inf"), "len_penalty must be a finite number"),
+        ("max_len_a", -1.0, "max_len_a must be finite and >= 0"),
+        ("min_len", -1, "min_len must be >= 0"),
+        ("no_repeat_ngram", -2, "no_repeat_ngram must be >= 0"),
+    ],
+)
+def test_config_refuses_values_the_search_cannot_honour(field, value, says):
+    with pytest.raises(ValueError, match=says):
+        BeamConfig(**{field: value})
+
+
 @pytest.mark.parametrize("min_len", [0, 2, 3, 6])
 def test_min_len_and_max_len(min_len: int):
     table = random_table(eos_bias=2.0)
