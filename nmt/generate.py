@@ -49,6 +49,8 @@ def continuations(generator, args: argparse.Namespace) -> list[str]:
     """The generated continuations (without the prompt) for parsed `args`."""
     if args.max_chars < 0 or args.top_k < 0:
         raise ValueError("--max-chars and --top-k must be >= 0")
+    if args.beam < 0:
+        raise ValueError(f"--beam must be >= 0 (0 = sample), got {args.beam}")
     if args.beam > 0:
         if not 1 <= args.num_samples <= args.beam:
             raise ValueError(
@@ -61,7 +63,6 @@ def continuations(generator, args: argparse.Namespace) -> list[str]:
             print(f"hypothesis {rank}: log-prob {c.score:.2f}", file=sys.stderr)
         return [c.text for c in found]
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    print(f"seed {seed}", file=sys.stderr)
     cfg = SampleConfig(
         temperature=args.temperature,
         top_k=args.top_k,
@@ -70,6 +71,7 @@ def continuations(generator, args: argparse.Namespace) -> list[str]:
         num_samples=args.num_samples,
         seed=seed,
     )
+    print(f"seed {seed}", file=sys.stderr)  # once the settings are valid
     return [c.text for c in generator.sample(args.prompt, cfg)]
 
 

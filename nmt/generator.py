@@ -73,7 +73,10 @@ class TextGenerator:
         """cfg.nbest beam-search continuations of up to `max_len` characters.
 
         cfg.max_len_a/max_len_b are replaced by a fixed `max_len`; best first.
+        With max_len <= 0 the one continuation is empty (log-prob 0).
         """
+        if max_len <= 0:
+            return [Continuation("", 0.0)]
         cfg = BeamConfig(
             beam_size=cfg.beam_size,
             nbest=cfg.nbest,

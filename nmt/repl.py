@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from nmt.errors import user_errors
+from nmt.errors import quiet_broken_pipe, user_errors
 
 DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
@@ -101,6 +101,7 @@ def run_terminal(session: Any, prompt: str, history: str, **io: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    quiet_broken_pipe()
     with user_errors("nmt.repl"):
         from nmt.generator import TextGenerator
         from nmt.loading import load_any
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
             print(session.settings.describe(), file=sys.stderr)
             run_terminal(session, prompt, args.history)
         else:
-            lines = io.TextIOWrapper(
-                sys.stdin.buffer, encoding="utf-8", errors="replace"
+            lines = io.TextIOWrapper(  # only "\n" ends a line: one answer each
+                sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n"
             )
             run_pipe(session, lines, sys.stdout)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from nmt.attention_table import attention_table
 from nmt.generator import TextGenerator
 from nmt.runtime import autocast
 from nmt.search import BeamConfig, SampleConfig, sample
+from nmt.tokenizer import UNK_ID
 from nmt.translator import Translator
 
 HELP = """\
@@ -71,9 +72,10 @@ def _number(arg: str, name: str, kind: type, low: float, high: float | None = No
     """`kind(arg)` if it is a finite number in [low, high], else CommandError."""
     try:
         value = kind(arg)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and low <= value and (high is None or value <= high)):
+        finite = math.isfinite(value)
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float
+        value, finite = math.nan, False
+    if not (finite and low <= value and (high is None or value <= high)):
         bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
         raise CommandError(f":{name} needs a number {bound}, got {arg!r}")
     return value
@@ -130,7 +132,7 @@ class Session:
         return one_line(reply) if self.plain else reply
 
     def command(self, line: str) -> str:
-        name, _, arg = line[1:].strip().partition(" ")
+        name, arg = (line[1:].split(None, 1) + ["", ""])[:2]  # any whitespace
         action = self.commands.get(name.lower())
         if action is None:
             return f"unknown command ':{name}'\n{HELP}"
@@ -176,7 +178,12 @@ class Session:
             raise CommandError(
                 ":prefix forces translations; with an LM, type the prompt"
             )
-        return self._set("prefix", arg)
+        reply = self._set("prefix", arg)
+        tok = self.engine.tgt_tok
+        unknown = "".join(tok.unknown_chars(arg)) if UNK_ID in tok.encode(arg) else ""
+        if unknown:
+            reply += f" (warning: unknown to the target vocabulary: {unknown!r})"
+        return reply
 
     def _quit(self, arg: str) -> str:
         self.done = True
@@ -234,10 +241,13 @@ class Session:
         engine = self.engine
         assert isinstance(engine, Translator)
         prefix = engine.tgt_tok.encode(self.settings.prefix) or None
-        hyps = engine.translate([text], self._beam_config(), prefix=prefix)[0]
+        config = self._beam_config()
+        hyps = engine.translate([text], config, prefix=prefix, offset=None)[0]
         best = hyps[0]
+        self.last_attention = None
         if best.attention is not None:
-            src = [engine.src_tok.decode([i]) for i in engine.encode(text)]
+            ids = engine.src_tok.encode(text)[: engine.max_src_tokens]  # no re-warning
+            src = [engine.src_tok.decode([i]) for i in ids]
             tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
             self.last_attention = attention_table(src, tgt, best.attention)
         if self.plain:
@@ -252,6 +262,7 @@ class Session:
         assert isinstance(engine, Translator)
         ids = engine.encode(text)
         prefix = engine.tgt_tok.encode(self.settings.prefix)
+        self.last_attention = None  # sampling keeps no attention
         base = BeamConfig()
         max_len = self.settings.max_len or int(
             base.max_len_a * len(ids) + base.max_len_b

@@ -65,11 +65,11 @@ class Translator:
         cfg: BeamConfig,
         prefix: Sequence[int] | None = None,
         *,
-        offset: int = 0,
+        offset: int | None = 0,
     ) -> list[list[Hypothesis]]:
         """n-best hypotheses per line, in input order; warnings number the lines
         from offset + 1 (a caller translating a file in chunks passes the lines
-        before this chunk).
+        before this chunk), or call each line "input" when offset is None.
 
         Lines are sorted by length inside each window of `cfg.batch_size` * 8 lines
         and decoded `cfg.batch_size` at a time, by `cfg.workers` threads at once
@@ -80,7 +80,10 @@ class Translator:
         for all its batches, so its cache casts each weight to bf16 once per call,
         not once per batch (a third of the time at batch 1).
         """
-        ids = [self.encode(line, offset + i) for i, line in enumerate(lines)]
+        ids = [
+            self.encode(line, None if offset is None else offset + i)
+            for i, line in enumerate(lines)
+        ]
         results: list[list[Hypothesis]] = [
             [Hypothesis(tokens=(), log_prob=0.0, score=0.0, attention=None)]
         ] * len(lines)

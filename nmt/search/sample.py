@@ -6,6 +6,7 @@ Shapes: N inputs, R = N * num_samples rows, A rows still sampling, V vocab.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +41,10 @@ class SampleConfig:
 
     def validate(self) -> None:
         """Raise ValueError for settings sampling cannot honour."""
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(
+                f"temperature must be a finite number >= 0, got {self.temperature}"
+            )
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.num_samples < 1:
@@ -154,7 +157,13 @@ def _draw(log_probs: Tensor, cfg: SampleConfig, generator: torch.Generator) -> T
     """Sample one token per row (A,) from (A, V) log-probs; rows all -inf give 0."""
     if cfg.temperature == 0:
         return log_probs.argmax(dim=1)
-    logits = keep_top_p(keep_top_k(log_probs / cfg.temperature, cfg.top_k), cfg.top_p)
+    # each row's best at 0 before dividing: a tiny temperature then sends the
+    # others to -inf (argmax-like), never every entry (which reads as a dead row);
+    # the temperature is kept within float32 (beyond, 0 / 0 and -inf / inf are NaN)
+    top = log_probs.amax(dim=1, keepdim=True)  # (A, 1)
+    shifted = log_probs - top.masked_fill(~torch.isfinite(top), 0.0)
+    temperature = min(max(cfg.temperature, 1e-30), 1e30)
+    logits = keep_top_p(keep_top_k(shifted / temperature, cfg.top_k), cfg.top_p)
     dead = ~(logits > NEG_INF).any(dim=1, keepdim=True)  # (A, 1)
     probs = logits.masked_fill(dead, 0.0).softmax(dim=1)  # (A, V), uniform if dead
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (A,)

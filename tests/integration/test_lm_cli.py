@@ -54,6 +54,23 @@ def test_generate_beam_prints_the_nbest(tiny_lm_checkpoint):
     assert bad.returncode == 2 and "--num-samples 3" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--beam", "-2", "--beam must be >= 0"),
+        ("--temperature", "nan", "temperature must be a finite number"),
+        ("--temperature", "inf", "temperature must be a finite number"),
+    ],
+)
+def test_generate_bad_values_are_one_line_before_any_log(
+    tiny_lm_checkpoint, option, value, says
+):
+    proc = run(["nmt.generate", "--ckpt", str(tiny_lm_checkpoint), option, value])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and proc.stdout == "", err
+    assert len(err.splitlines()) == 1 and says in err, err  # no "seed N" first
+
+
 def test_wrong_checkpoint_kind_is_one_line(tiny_lm_checkpoint, tiny_checkpoint):
     for prog, ckpt, message in (
         ("nmt.generate", tiny_checkpoint, "is a translation model"),
@@ -68,13 +85,14 @@ def test_wrong_checkpoint_kind_is_one_line(tiny_lm_checkpoint, tiny_checkpoint):
 def test_repl_pipes_answer_one_line_per_line(tiny_lm_checkpoint, tiny_checkpoint):
     lm = run(
         ["nmt.repl", "--ckpt", str(tiny_lm_checkpoint), "--threads", "1"],
-        stdin=":len 30\n:seed 1\nROMEO:\n:beam x\nJULIET:\n",
+        stdin=":len 30\n:seed 1\nROMEO:\n:beam x\nJULIET:\nA\rB\n",
     )
     assert lm.returncode == 0, lm.stderr
     lines = lm.stdout.split("\n")
-    assert len(lines) == 6 and lines[-1] == ""
+    assert len(lines) == 7 and lines[-1] == ""  # a lone \r does not end a line
     assert lines[2].startswith("ROMEO:") and lines[4].startswith("JULIET:")
     assert lines[3].startswith("error: :beam needs")
+    assert lines[5].startswith("A\\rB")  # the answer escapes it
     mt = run(
         ["nmt.repl", "--ckpt", str(tiny_checkpoint), "--threads", "1"],
         stdin=f"{PAIRS[0][0]}\n:nbest 2\n\n{PAIRS[1][0]}\n",

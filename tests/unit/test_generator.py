@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nmt.generator import START, TextGenerator
+from nmt.generator import START, Continuation, TextGenerator
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig
 from nmt.tokenizer import UNK_ID, CharTokenizer
@@ -37,6 +37,10 @@ def test_sample_and_beam_give_continuations():
     assert [c.text for c in again] == [c.text for c in found]
     best = generator.beam("ROMEO:", 12, BeamConfig(beam_size=4, nbest=2))
     assert len(best) == 2 and best[0].score >= best[1].score
+    assert generator.beam("ROMEO:", 0, BeamConfig(beam_size=3, nbest=2)) == [
+        Continuation("", 0.0)
+    ]  # like sampling with max_len 0: nothing added
+    assert generator.sample("ROMEO:", SampleConfig(max_len=0))[0].text == ""
     greedy = generator.beam("ROMEO:", 12, BeamConfig(beam_size=1, len_penalty=0.0))
     argmax = generator.sample("ROMEO:", SampleConfig(temperature=0.0, max_len=12))
     assert greedy[0].text == argmax[0].text

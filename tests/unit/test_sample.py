@@ -48,7 +48,7 @@ def supports(table, rows: list[list[int]], num_samples: int, max_len: int, **fil
             assert EOS in allowed(table(n, tuple(tokens)), **filters)
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1e-6])
+@pytest.mark.parametrize("temperature", [0.0, 1e-6, 1e-40])
 def test_temperature_to_zero_is_greedy(temperature: float):
     model = ToyRNN(seed=5)
     src, lengths = toy_batch([0, 1, 2])
@@ -131,3 +131,19 @@ def test_bad_settings_raise():
         SampleConfig(top_p=0.0)
     with pytest.raises(ValueError, match="temperature"):
         SampleConfig(temperature=-1.0)
+    for temperature in (float("nan"), INF):
+        with pytest.raises(ValueError, match="temperature must be a finite number"):
+            SampleConfig(temperature=temperature)
+
+
+def test_a_huge_temperature_samples_the_allowed_tokens_uniformly():
+    # log-probs / 1e39 are all ~0: every allowed token equally likely, PAD and BOS
+    # (-inf) still never drawn, no NaN from inf / inf
+    def table(n, history):
+        return from_probs({EOS: 0.01, 3: 0.9, 4: 0.09}, vocab=5)
+
+    cfg = SampleConfig(temperature=1e39, max_len=1, num_samples=300, seed=0)
+    rows = sample(TableStepper(table), [0], cfg)
+    first = [row[0] if row else EOS for row in rows]
+    assert set(first) == {EOS, 3, 4}  # EOS ends a row: an empty one
+    assert PAD not in first and BOS not in first

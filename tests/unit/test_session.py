@@ -49,6 +49,7 @@ def settings(reply: str) -> dict[str, str]:
         (":seed 7", {"seed": "7"}),
         (":seed random", {"seed": "random"}),
         (":BEAM   4 ", {"beam": "4"}),
+        (":beam\t2", {"beam": "2"}),
     ],
 )
 def test_commands_change_settings_and_print_them(translator, command, expected):
@@ -70,6 +71,10 @@ def test_commands_change_settings_and_print_them(translator, command, expected):
         (":len -3", ":len needs a number"),
         (":seed x", ":seed needs a number"),
         (":beam", ":beam needs a number"),
+        (
+            ":topk " + "9" * 400,
+            ":topk needs a number",
+        ),  # beyond float: no OverflowError
     ],
 )
 def test_bad_arguments_are_rejected_and_change_nothing(translator, command, message):
@@ -145,6 +150,28 @@ def test_translation_shows_the_nbest_list_and_attention(translator):
     source = translator.encode(PAIRS[0][0])
     assert len(table[0].split()) == len(source)  # header: one column per piece
     assert session.handle("   ") == ""
+
+
+def test_attention_is_cleared_by_a_sampled_translation(translator):
+    session = Session(translator)
+    session.handle(PAIRS[0][0])
+    assert not session.handle(":attn").startswith("no attention yet")
+    session.handle(":sample")
+    session.handle(PAIRS[1][0])  # sampling keeps no attention: no stale table
+    assert session.handle(":attn").startswith("no attention yet")
+
+
+def test_translation_warns_once_about_its_input(translator, capsys):
+    session = Session(translator)
+    session.handle("ein Hund \u6f22")  # a character the model does not know
+    err = capsys.readouterr().err
+    assert err.count("unknown to the model") == 1, err
+    assert "warning: input has" in err and "line 1" not in err
+
+
+def test_prefix_with_unknown_characters_warns(translator):
+    reply = Session(translator).handle(":prefix \u6f22 a")
+    assert "unknown to the target vocabulary" in reply and "\u6f22" in reply
 
 
 def test_prefix_forces_the_start_of_every_hypothesis(translator, tiny_spm):
