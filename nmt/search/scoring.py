@@ -209,48 +209,66 @@ def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]
         values (R, k) sorted descending and their column indices (R, k).
     """
     rows, vocab = scores.shape
+    extra = min(k + 1, vocab)  # one more than asked: shows ties across the cut
     chunks = vocab // chunk
-    if chunks < 8 * k or vocab < 2048:  # few chunks: plain topk is faster
-        return _lower_columns_first(scores, *scores.topk(k, dim=1))
+    if chunks < 8 * extra or vocab < 2048:  # few chunks: plain topk is faster
+        return _lower_columns_first(scores, *scores.topk(extra, dim=1), k)
     body = scores[:, : chunks * chunk].unflatten(1, (chunks, chunk))  # (R, C, L)
-    best = body.amax(dim=2).topk(k, dim=1).indices  # (R, k) chunk ids
+    best = body.amax(dim=2).topk(extra, dim=1).indices  # (R, k+1) chunk ids
     offsets = torch.arange(chunk, device=scores.device)  # (L,)
-    columns = (best.unsqueeze(2) * chunk + offsets).flatten(1)  # (R, k*L)
+    columns = (best.unsqueeze(2) * chunk + offsets).flatten(1)  # (R, (k+1)*L)
     tail = torch.arange(chunks * chunk, vocab, device=scores.device)  # (V - C*L,)
-    columns = torch.cat([columns, tail.expand(rows, -1)], dim=1)  # (R, k*L + tail)
-    values, where = scores.gather(1, columns).topk(k, dim=1)  # (R, k) in the pool
-    return _lower_columns_first(scores, values, columns.gather(1, where))
+    columns = torch.cat([columns, tail.expand(rows, -1)], dim=1)  # (R, pool)
+    values, where = scores.gather(1, columns).topk(extra, dim=1)  # in the pool
+    return _lower_columns_first(scores, values, columns.gather(1, where), k)
 
 
 def _lower_columns_first(
-    scores: Tensor, values: Tensor, index: Tensor
+    scores: Tensor, values: Tensor, index: Tensor, k: int
 ) -> tuple[Tensor, Tensor]:
-    """`topk`'s k best (R, k) values and columns of scores (R, V), with exact ties
-    going to the lower column: both which tied columns make the cut and their
-    order. Rows with NaN are left as `topk` gave them."""
-    k = values.size(1)
-    nan_rows = values.isnan().any(dim=1)  # (R,)
-    if bool(nan_rows.any()):  # the other rows still get the rule
-        if bool(nan_rows.all()):
-            return values, index
-        clean = ~nan_rows
-        fixed = _lower_columns_first(scores[clean], values[clean], index[clean])
-        values, index = values.clone(), index.clone()
-        values[clean], index[clean] = fixed
-        return values, index
-    threshold = values[:, -1:]  # (R, 1) the k-th best value
-    at_least = scores >= threshold  # (R, V)
-    if bool((at_least.sum(dim=1) > k).any()):  # ties at the cut: lowest columns
-        above = scores > threshold
-        slots = k - above.sum(dim=1, keepdim=True)  # (R, 1) >= 1
-        at = at_least & ~above
-        keep = above | (at & (at.cumsum(dim=1) <= slots))  # k per row
-        index = keep.nonzero()[:, 1].view(-1, k)  # (R, k) ascending
-    else:
-        index = index.sort(dim=1).values  # the same k columns, ascending
-    values = scores.gather(1, index)
-    order = values.sort(dim=1, descending=True, stable=True).indices
-    return values.gather(1, order), index.gather(1, order)
+    """The k best (R, k) values and columns of scores (R, V) from `topk`'s best
+    k or k + 1 (values, index), with exact ties going to the lower column: both
+    which tied columns make the cut and their order. Only rows whose k-th and
+    (k+1)-th best tie are searched again over all columns. Rows with NaN keep
+    `topk`'s answer."""
+    tied = values.new_zeros(values.size(0), dtype=torch.bool)  # (R,)
+    if values.size(1) > k:  # else k = V: every column is in
+        tied = values[:, k - 1] == values[:, k]  # NaN never ties
+    values, index = values[:, :k], index[:, :k]
+    if bool(tied.any()):
+        index = _lowest_tied_columns(scores, values, index, tied)
+    nan_rows = values.isnan().any(dim=1, keepdim=True)  # (R, 1)
+    columns = index.sort(dim=1).values  # each row's k columns, ascending
+    picked = scores.gather(1, columns)
+    order = picked.sort(dim=1, descending=True, stable=True).indices
+    picked, columns = picked.gather(1, order), columns.gather(1, order)
+    return picked.where(~nan_rows, values), columns.where(~nan_rows, index)
+
+
+def _lowest_tied_columns(
+    scores: Tensor, values: Tensor, index: Tensor, tied: Tensor
+) -> Tensor:
+    """`index` (R, k) with the `tied` (R,) rows' columns valued at their k-th
+    best replaced by the lowest columns of scores (R, V) holding that value. The
+    columns above it are all in `index` already; the tied ones are found in one
+    pass over the tied rows."""
+    k = index.size(1)
+    rows = tied.nonzero().squeeze(1)  # (T,)
+    threshold = values[rows, -1:]  # (T, 1)
+    kept = index[rows]  # (T, k)
+    above = values[rows] > threshold  # (T, k) kept as they are
+    slots = k - above.sum(dim=1)  # (T,) >= 1 columns to find
+    row, column = (scores[rows] == threshold).nonzero().unbind(1)  # row-major
+    counts = torch.bincount(row, minlength=rows.numel())  # (T,)
+    rank = (
+        torch.arange(row.numel(), device=row.device) - (counts.cumsum(0) - counts)[row]
+    )
+    lowest = column[rank < slots[row]]  # the first `slots` of each row, row-major
+    kept = kept.masked_fill(~above, -1).sort(dim=1, descending=True).values
+    kept[kept < 0] = lowest  # the -1s, last in each row, filled row-major
+    index = index.clone()
+    index[rows] = kept
+    return index
 
 
 def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:

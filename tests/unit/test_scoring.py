@@ -173,3 +173,7 @@ def test_top_k_rows_ties_go_to_the_lower_column(vocab: int, k: int) -> None:
         assert torch.equal(index[row], expected.indices[:k])
         assert torch.equal(values[row], expected.values[:k])
     assert values[3, 0].isnan()
+    narrow = scores[[0, 1, 2, 4], :k]  # k = V: every column, ordered
+    values, index = top_k_rows(narrow, k)
+    expected = narrow.sort(dim=1, descending=True, stable=True)
+    assert torch.equal(index, expected.indices) and torch.equal(values, expected.values)
