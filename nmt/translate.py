@@ -7,6 +7,7 @@ Logs and warnings go to stderr; translations to stdout (or --output).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -116,16 +117,13 @@ def translate_stream(
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """ValueError for option values the search or the files cannot honour."""
-    if args.beam < 1:
-        raise ValueError(f"--beam must be >= 1, got {args.beam}")
+    """ValueError for what `BeamConfig` does not check: --nbest (0 = one line per
+    input) and --output naming the input file."""
     if not 0 <= args.nbest <= args.beam:
         raise ValueError(
             f"--nbest must be between 0 (one line per input) and --beam "
             f"({args.beam}), got {args.nbest}"
         )
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if (
         args.input
         and args.output
@@ -142,16 +140,17 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     quiet_broken_pipe()
     with user_errors("nmt.translate"):
-        check_args(args)
-        cfg = BeamConfig(
+        cfg = BeamConfig(  # checks --beam, --batch-size, --len-penalty first
             beam_size=args.beam,
-            nbest=max(1, args.nbest),
+            nbest=1,
             len_penalty=args.len_penalty,
             max_len_a=args.max_len_a,
             max_len_b=args.max_len_b,
             batch_size=args.batch_size,
             workers=args.workers,
         )
+        check_args(args)
+        cfg = dataclasses.replace(cfg, nbest=max(1, args.nbest))
         from nmt.loading import load_translator
         from nmt.runtime import pick_device, set_threads
 

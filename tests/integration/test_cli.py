@@ -130,8 +130,8 @@ def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
     ("option", "value", "says"),
     [
         ("--nbest", "-1", "--nbest must be between 0"),
-        ("--beam", "-2", "--beam must be >= 1"),
-        ("--batch-size", "0", "--batch-size must be >= 1"),
+        ("--beam", "-2", "beam_size must be >= 1"),
+        ("--batch-size", "0", "batch_size must be >= 1"),
         ("--threads", "-3", "threads must be >= 0"),
         ("--len-penalty", "nan", "len_penalty must be a finite number"),
         ("--device", "foo", "unknown device 'foo'"),
