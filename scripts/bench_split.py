@@ -139,6 +139,8 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--rounds", type=int, default=2, help="timings per setting (best)")
     args = p.parse_args()
+    if min(args.beam, args.batch, args.single, args.rounds) < 1:
+        p.error("--beam, --batch, --single and --rounds must be >= 1")
     translator, cfg = load_translator(
         args.ckpt, device=pick_device("auto"), precision=args.precision
     )

@@ -153,7 +153,9 @@ def beam_search(
     (they are then kept without EOS), or when every candidate is -inf (live beams
     kept as they are). PAD and BOS are never generated. Exact ties go to the lower
     token id within a row (as `argmax`), then to the lower beam, on every path, so
-    width 1 is argmax decoding and a sentence decodes alike alone and in a batch.
+    width 1 is argmax decoding and a sentence decodes alike alone and in a batch
+    (up to the ~1e-6 by which the native and PyTorch log-softmax may differ, when
+    a batch mate's prefix or n-gram bans send the batch through PyTorch).
 
     Args:
         stepper: the model, seen only through the `Stepper` protocol.

@@ -233,7 +233,8 @@ def _lower_columns_first(
     `topk`'s answer."""
     tied = values.new_zeros(values.size(0), dtype=torch.bool)  # (R,)
     if values.size(1) > k:  # else k = V: every column is in
-        tied = values[:, k - 1] == values[:, k]  # NaN never ties
+        # topk ranks NaN first: rows with NaN are left alone
+        tied = (values[:, k - 1] == values[:, k]) & ~values.isnan().any(dim=1)
     values, index = values[:, :k], index[:, :k]
     if bool(tied.any()):
         index = _lowest_tied_columns(scores, values, index, tied)

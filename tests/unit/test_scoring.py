@@ -177,3 +177,22 @@ def test_top_k_rows_ties_go_to_the_lower_column(vocab: int, k: int) -> None:
     values, index = top_k_rows(narrow, k)
     expected = narrow.sort(dim=1, descending=True, stable=True)
     assert torch.equal(index, expected.indices) and torch.equal(values, expected.values)
+
+
+def test_top_k_rows_leaves_rows_with_nan_as_topk_gives_them() -> None:
+    nan = float("nan")
+    forced = torch.full((1, 12), NEG_INF)
+    forced[0, 10] = nan  # a forced-prefix row whose token came out NaN
+    for scores, k in (
+        (torch.tensor([[nan, 1.0, 1.0, 0.0]]), 2),
+        (torch.tensor([[nan, nan, 1.0, 1.0]]), 3),
+        (forced, 6),
+    ):
+        values, index = top_k_rows(scores, k)  # PyTorch's topk, no tie search
+        expected = scores.topk(k, dim=1).values
+        assert torch.allclose(values, expected, equal_nan=True), (scores, values)
+        assert torch.allclose(scores.gather(1, index), values, equal_nan=True)
+        nans = int(scores.isnan().sum())  # NaN ranks first, as in topk
+        assert set(index[0, :nans].tolist()) == set(
+            scores[0].isnan().nonzero().squeeze(1).tolist()
+        )
