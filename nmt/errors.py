@@ -26,10 +26,15 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of the error's message ("" when it has none)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+
+
 def one_line(error: BaseException) -> str:
     """`<Type>: <first line of the message>`, at most 300 characters."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    line = first_line(error)
+    text = f"{type(error).__name__}: {line}" if line else type(error).__name__
     return text[:300]
 
 
@@ -39,9 +44,7 @@ def user_errors(prog: str = "nmt") -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        message = lines[0] if lines else repr(error)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {first_line(error) or repr(error)}", file=sys.stderr)
         sys.exit(2)
 
 

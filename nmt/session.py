@@ -19,7 +19,6 @@ from nmt.attention_table import attention_table
 from nmt.generator import TextGenerator
 from nmt.runtime import autocast
 from nmt.search import BeamConfig, SampleConfig, sample
-from nmt.tokenizer import UNK_ID
 from nmt.translator import Translator
 
 HELP = """\
@@ -179,8 +178,7 @@ class Session:
                 ":prefix forces translations; with an LM, type the prompt"
             )
         reply = self._set("prefix", arg)
-        tok = self.engine.tgt_tok
-        unknown = "".join(tok.unknown_chars(arg)) if UNK_ID in tok.encode(arg) else ""
+        unknown = "".join(self.engine.tgt_tok.unknown_chars(arg))
         if unknown:
             reply += f" (warning: unknown to the target vocabulary: {unknown!r})"
         return reply
@@ -241,12 +239,11 @@ class Session:
         engine = self.engine
         assert isinstance(engine, Translator)
         prefix = engine.tgt_tok.encode(self.settings.prefix) or None
-        config = self._beam_config()
-        hyps = engine.translate([text], config, prefix=prefix, offset=None)[0]
+        hyps = engine.translate([text], self._beam_config(), prefix, offset=None)[0]
         best = hyps[0]
         self.last_attention = None
         if best.attention is not None:
-            ids = engine.src_tok.encode(text)[: engine.max_src_tokens]  # no re-warning
+            ids = engine.encode(text, warn=False)  # `translate` has warned
             src = [engine.src_tok.decode([i]) for i in ids]
             tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
             self.last_attention = attention_table(src, tgt, best.attention)

@@ -41,23 +41,26 @@ class Translator:
         self.max_src_tokens = max_src_tokens
         self.workers_used = 1  # decoding workers of the last `translate` call
 
-    def encode(self, line: str, index: int | None = None) -> list[int]:
+    def encode(
+        self, line: str, index: int | None = None, *, warn: bool = True
+    ) -> list[int]:
+        """Source ids of `line`, cut at max_src_tokens; `warn`s on stderr about
+        unknown characters and the cut (naming line index + 1, or "input")."""
         ids = self.src_tok.encode(line)
         where = f"line {index + 1}" if index is not None else "input"
-        if UNK_ID in ids:
+        if warn and UNK_ID in ids:
             unknown = "".join(self.src_tok.unknown_chars(line))
             print(
                 f"warning: {where} has characters unknown to the model: {unknown!r}",
                 file=sys.stderr,
             )
-        if len(ids) > self.max_src_tokens:
+        if warn and len(ids) > self.max_src_tokens:
             print(
                 f"warning: {where} has {len(ids)} tokens; "
                 f"translating its first {self.max_src_tokens}",
                 file=sys.stderr,
             )
-            ids = ids[: self.max_src_tokens]
-        return ids
+        return ids[: self.max_src_tokens]
 
     def translate(
         self,

@@ -362,8 +362,8 @@ class RNNDecoder(SearchCaches):
             else:
                 projected = self.attention.project_query(query)
             # (N, G0 + R): with the table, its rows of `tokens` are already added
-            table = (pieces.emb_table, tokens) if tabled else (None, None)
-            weights, mixed = self._mix(projected, state, *table)
+            index = tokens if tabled else None
+            weights, mixed = self._mix(projected, state, pieces.emb_table, index)
             gate_size = w_emb.size(0)
             x = (  # (N, G0)
                 mixed[:, :gate_size]

@@ -231,14 +231,14 @@ def _lower_columns_first(
     which tied columns make the cut and their order. Only rows whose k-th and
     (k+1)-th best tie are searched again over all columns. Rows with NaN keep
     `topk`'s answer."""
+    # topk ranks NaN first, so a row's NaN are among its k best: left alone
+    nan_rows = values[:, :1].isnan()  # (R, 1)
     tied = values.new_zeros(values.size(0), dtype=torch.bool)  # (R,)
     if values.size(1) > k:  # else k = V: every column is in
-        # topk ranks NaN first: rows with NaN are left alone
-        tied = (values[:, k - 1] == values[:, k]) & ~values.isnan().any(dim=1)
+        tied = (values[:, k - 1] == values[:, k]) & ~nan_rows.squeeze(1)
     values, index = values[:, :k], index[:, :k]
     if bool(tied.any()):
         index = _lowest_tied_columns(scores, values, index, tied)
-    nan_rows = values.isnan().any(dim=1, keepdim=True)  # (R, 1)
     columns = index.sort(dim=1).values  # each row's k columns, ascending
     picked = scores.gather(1, columns)
     order = picked.sort(dim=1, descending=True, stable=True).indices
