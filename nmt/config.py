@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.data import DataConfig
-from nmt.loop_config import LoopConfig
+from nmt.data.parallel import DataConfig
+from nmt.data.tokenizer import TokenizerConfig
 from nmt.models.seq2seq import ModelConfig
 from nmt.search import BeamConfig
-from nmt.tokenizer import TokenizerConfig
+from nmt.training.progress import LoopConfig
 
 
 @dataclass

@@ -17,12 +17,12 @@ import hydra
 from omegaconf import DictConfig
 
 from nmt.config import EvaluateConfig, config_path, register_configs
-from nmt.data import load_parallel
-from nmt.jobs import objective, run_job
-from nmt.loading import load_translator
-from nmt.memory import PeakMemory
-from nmt.metrics import corpus_scores
-from nmt.runtime import pick_device, set_threads
+from nmt.data.parallel import load_parallel
+from nmt.inference.loading import load_translator
+from nmt.inference.metrics import corpus_scores
+from nmt.sweeps.jobs import objective, run_job
+from nmt.utils.memory import PeakMemory
+from nmt.utils.runtime import pick_device, set_threads
 
 log = logging.getLogger("nmt.evaluate")
 

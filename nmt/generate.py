@@ -12,8 +12,8 @@ import secrets
 import sys
 import time
 
-from nmt.errors import quiet_broken_pipe, user_errors
 from nmt.search import BeamConfig, SampleConfig
+from nmt.utils.errors import quiet_broken_pipe, user_errors
 
 SEPARATOR = "-" * 40
 
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     quiet_broken_pipe()
     with user_errors("nmt.generate"):
-        from nmt.loading import load_generator
-        from nmt.runtime import pick_device, set_threads
+        from nmt.inference.loading import load_generator
+        from nmt.utils.runtime import pick_device, set_threads
 
         set_threads(args.threads)
         generator, _ = load_generator(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from nmt.errors import quiet_broken_pipe, user_errors
+from nmt.utils.errors import quiet_broken_pipe, user_errors
 
 DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     quiet_broken_pipe()
     with user_errors("nmt.repl"):
-        from nmt.generator import TextGenerator
-        from nmt.loading import load_any
-        from nmt.runtime import pick_device, set_threads
-        from nmt.session import Session
+        from nmt.inference.generator import TextGenerator
+        from nmt.inference.loading import load_any
+        from nmt.inference.session import Session
+        from nmt.utils.runtime import pick_device, set_threads
 
         set_threads(args.threads)
         engine, cfg = load_any(

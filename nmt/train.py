@@ -11,10 +11,10 @@ import hydra
 from omegaconf import DictConfig
 
 from nmt.config import TrainConfig, config_path, register_configs
-from nmt.distributed import Distributed
-from nmt.jobs import objective, run_job, write_result
-from nmt.lm_trainer import LMTrainer
-from nmt.trainer import Trainer
+from nmt.sweeps.jobs import objective, run_job, write_result
+from nmt.training.distributed import Distributed
+from nmt.training.lm import LMTrainer
+from nmt.training.seq2seq import Trainer
 
 log = logging.getLogger("nmt.train")
 

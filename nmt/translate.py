@@ -13,8 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO, TextIO
 
-from nmt.errors import quiet_broken_pipe, user_errors
 from nmt.search import BeamConfig
+from nmt.utils.errors import quiet_broken_pipe, user_errors
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         check_args(args)
         cfg = dataclasses.replace(cfg, nbest=max(1, args.nbest))
-        from nmt.loading import load_translator
-        from nmt.runtime import pick_device, set_threads
+        from nmt.inference.loading import load_translator
+        from nmt.utils.runtime import pick_device, set_threads
 
         set_threads(args.threads)
         translator, _ = load_translator(

@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from nmt import native
-from nmt.data import load_parallel
-from nmt.loading import load_translator
-from nmt.metrics import corpus_scores
-from nmt.runtime import pick_device, set_threads
+from nmt import fast
+from nmt.data.parallel import load_parallel
+from nmt.inference.loading import load_translator
+from nmt.inference.metrics import corpus_scores
 from nmt.search import BeamConfig
+from nmt.utils.runtime import pick_device, set_threads
 
 SETTINGS = [(1, 64), (2, 64), (5, 64), (10, 64), (20, 64), (1, 1), (5, 1)]
 QUICK = [(1, 64), (5, 64), (5, 1)]
@@ -109,8 +109,9 @@ def main() -> None:
     print(
         f"\n{args.split}: {len(src)} sentences, torch {torch.__version__}, {threads} "
         f"threads, {translator.precision}, len_penalty {args.len_penalty} (B>1), "
-        f"best of {args.rounds} rounds, native kernels "
-        + ("on" if native.library() is not None else "off (PyTorch)")
+        f"best of {args.rounds} rounds, decoding with "
+        + type(translator.stepper()).__name__
+        + ("" if fast.enabled() else " (NMT_FAST=0)")
         + (f", settings interleaved per {size} lines" if args.chunk else "")
         + "\n"
     )

@@ -36,13 +36,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nmt.data import load_parallel
-from nmt.loading import load_translator
-from nmt.models.int8 import Int8Linear
-from nmt.models.packed import PackedLinear
-from nmt.runtime import pick_device, set_threads
+from nmt.data.parallel import load_parallel
+from nmt.fast.linear import Int8Linear, PackedLinear
+from nmt.inference.loading import load_translator
+from nmt.inference.translator import Translator
 from nmt.search import BeamConfig
-from nmt.translator import Translator
+from nmt.utils.runtime import pick_device, set_threads
 
 # callables that run matrix products: (owner, attribute)
 PRODUCTS = [
@@ -108,22 +107,22 @@ def decode(translator: Translator, lines: list[str], search: BeamConfig) -> Run:
     and rows."""
     clock = {"products": 0.0}
     steps, rows = [0], [0]
-    model = translator.model
-    step = model.step
+    stepper = translator.stepper()  # the one the translation below uses
+    step = stepper.step
 
     def counted(tokens, state):
         steps[0] += 1
         rows[0] += tokens.numel()
         return step(tokens, state)
 
-    model.step = counted  # the instance attribute shadows the method
+    stepper.step = counted  # the instance attribute shadows the method
     try:
         with timed_products(clock):
             began = time.perf_counter()
             translator.translate_best(lines, search)
             seconds = time.perf_counter() - began
     finally:
-        del model.step
+        del stepper.step
     return Run(len(lines), seconds, clock["products"], steps[0], rows[0])
 
 

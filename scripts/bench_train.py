@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from nmt.config import register_configs
-from nmt.trainer import Trainer
+from nmt.training.seq2seq import Trainer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 VARIANTS = {

@@ -55,7 +55,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_spm(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """Joint SentencePiece tokenizer (~60 pieces) trained on tiny_corpus."""
-    from nmt.tokenizer import TokenizerConfig, build_tokenizers
+    from nmt.data.tokenizer import TokenizerConfig, build_tokenizers
 
     cfg = TokenizerConfig(vocab_size=60, hard_vocab_limit=False)
     src, _ = build_tokenizers(
@@ -113,11 +113,11 @@ def tiny_checkpoint(
 ) -> Path:
     """best.pt of a tiny translation model trained for 120 steps on tiny_corpus."""
     from nmt.config import TrainConfig
-    from nmt.data import DataConfig
+    from nmt.data.parallel import DataConfig
+    from nmt.data.tokenizer import TokenizerConfig
     from nmt.search import BeamConfig
-    from nmt.tokenizer import TokenizerConfig
     from nmt.train import run_train
-    from nmt.trainer import LoopConfig
+    from nmt.training.progress import LoopConfig
 
     run = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
@@ -176,8 +176,8 @@ def tiny_text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_lm_train_config(text: Path, **loop):
     """TrainConfig (task=lm) for a tiny LSTM LM on `text` (4 streams x 16 chars)."""
     from nmt.config import TrainConfig
-    from nmt.data import DataConfig
-    from nmt.loop_config import LoopConfig
+    from nmt.data.parallel import DataConfig
+    from nmt.training.progress import LoopConfig
 
     values = dict(
         seed=2, lr=0.01, max_steps=40, valid_every=20, threads=1, precision="fp32"

@@ -6,42 +6,15 @@ direction, L layers, M memory size (2H for `concat`, else H).
 
 from __future__ import annotations
 
-import copy
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.models.packed import SearchCaches, weights_key
+from nmt.models.rnn import make_rnn
 
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 MERGE_MODES = ("concat", "sum", "mul", "ave")
-
-
-def make_rnn(
-    cell: str,
-    *,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int,
-    dropout: float,
-    bidirectional: bool = False,
-    nonlinearity: str = "tanh",
-) -> nn.RNNBase:
-    """A batch-first fused `nn.RNN`/`nn.GRU`/`nn.LSTM`; `cell` in CELLS."""
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell '{cell}'; choose one of {', '.join(CELLS)}")
-    extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-    return CELLS[cell](
-        input_size,
-        hidden_size,
-        num_layers=num_layers,
-        dropout=dropout if num_layers > 1 else 0.0,
-        bidirectional=bidirectional,
-        batch_first=True,
-        **extra,
-    )
 
 
 def merge_directions(forward: Tensor, backward: Tensor, mode: str) -> Tensor:
@@ -66,12 +39,9 @@ class EncoderOutput(NamedTuple):
     final: Tensor
 
 
-class RNNEncoder(SearchCaches):
+class RNNEncoder(nn.Module):
     """Embeds source ids and runs a fused RNN over packed sequences, so a padded
-    sentence encodes exactly like the same sentence alone (in float32; the bf16
-    copy used for decoding may round differently at another batch size)."""
-
-    CACHES = ("_bf16",)
+    sentence encodes exactly like the same sentence alone."""
 
     def __init__(
         self,
@@ -104,43 +74,29 @@ class RNNEncoder(SearchCaches):
         self.merge_mode = merge_mode
         directions = 2 if bidirectional and merge_mode == "concat" else 1
         self.output_size = hidden_size * directions
-        self._bf16: tuple[tuple, nn.Module] | None = None  # (key, copy), not saved
 
-    def _rnn_for(self, x: Tensor) -> tuple[nn.Module, Tensor]:
-        """The RNN to run on x and x as it takes it. Decoding on a CPU under bf16
-        autocast gets a bfloat16 copy of the RNN (PyTorch's CPU autocast leaves
-        RNNs in float32; the copy runs the BiGRU ~2x faster at 64 sentences),
-        cached while the parameters are unchanged; else the RNN itself."""
-        kind = x.device.type
-        if (
-            kind != "cpu"
-            or self.training
-            or torch.is_grad_enabled()
-            or not torch.is_autocast_enabled(kind)
-            or torch.get_autocast_dtype(kind) != torch.bfloat16
-        ):
-            return self.rnn, x
-        key = weights_key(self.rnn.parameters())
-        cached = self._bf16  # one read: another decoding thread may replace it
-        if cached is None or cached[0] != key:
-            cached = (key, copy.deepcopy(self.rnn).to(torch.bfloat16))
-            self._bf16 = cached
-        return cached[1], x.to(torch.bfloat16)
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, rnn: nn.RNNBase | None = None
+    ) -> EncoderOutput:
+        """Encode src (N, S) long with lengths (N,) into an EncoderOutput.
 
-    def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
-        """Encode src (N, S) long with lengths (N,) into an EncoderOutput."""
+        `rnn` runs instead of `self.rnn` when given: a copy with the same weights
+        in another dtype (`nmt.fast`); its outputs come back in the embedding's.
+        """
+        rnn = self.rnn if rnn is None else rnn
         x = self.dropout(self.embedding(src))  # (N, S, E)
         dtype = x.dtype
-        rnn, x = self._rnn_for(x)
         packed = pack_padded_sequence(
-            x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+            x.to(rnn.weight_ih_l0.dtype),
+            src_lengths.cpu(),
+            batch_first=True,
+            enforce_sorted=False,
         )
         out, state = rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if self.is_lstm:
             state = torch.cat(state, dim=-1)  # (L*dirs, N, 2H): hidden ++ cell
-        if rnn is not self.rnn:  # the bf16 copy: back to the model's dtype
-            memory, state = memory.to(dtype), state.to(dtype)
+        memory, state = memory.to(dtype), state.to(dtype)
         layers = state.size(0) // (2 if self.bidirectional else 1)
         state = state.view(layers, -1, *state.shape[1:])  # (L, dirs, N, H')
         if self.bidirectional:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nmt.models.encoder import make_rnn
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.models.rnn import from_rnn, make_rnn, to_rnn
 from nmt.models.seq2seq import ModelConfig
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class LMState(NamedTuple):
@@ -69,18 +69,6 @@ class CharLM(nn.Module):
         size = self.cfg.hidden_size * (2 if self.is_lstm else 1)
         return torch.zeros(rows, self.cfg.num_layers, size, device=device)
 
-    def _to_rnn(self, hidden: Tensor, dtype: torch.dtype) -> Tensor | tuple:
-        state = hidden.transpose(0, 1).to(dtype).contiguous()  # (L, rows, H*)
-        if self.is_lstm:
-            h, c = state.chunk(2, dim=-1)  # (L, rows, H) each
-            return h.contiguous(), c.contiguous()
-        return state
-
-    def _from_rnn(self, state: Tensor | tuple) -> Tensor:
-        if self.is_lstm:
-            state = torch.cat(state, dim=-1)  # (L, rows, 2H): hidden ++ cell
-        return state.transpose(0, 1)  # (rows, L, H*)
-
     # -- training ---------------------------------------------------------------
     def forward(
         self, tokens: Tensor, hidden: Tensor | None = None
@@ -97,11 +85,11 @@ class CharLM(nn.Module):
         x = self.embedding(tokens)  # (N, T, E)
         if hidden is None:
             hidden = self.zero_state(tokens.size(0), tokens.device)
-        out, state = self.rnn(x, self._to_rnn(hidden, x.dtype))  # out (N, T, H)
+        out, state = self.rnn(x, to_rnn(hidden.to(x.dtype), self.is_lstm))  # (N,T,H)
         feats = self.dropout(out)
         if self.project is not None:
             feats = self.project(feats)  # (N, T, E)
-        return self.output(feats), self._from_rnn(state)
+        return self.output(feats), from_rnn(state, self.is_lstm)
 
     def loss(
         self, tokens: Tensor, targets: Tensor, hidden: Tensor | None = None
@@ -137,8 +125,8 @@ class CharLM(nn.Module):
         packed = pack_padded_sequence(
             x, body[rows].cpu(), batch_first=True, enforce_sorted=False
         )
-        _, state = self.rnn(packed, self._to_rnn(hidden[rows], x.dtype))
-        hidden[rows] = self._from_rnn(state).to(hidden.dtype)
+        _, state = self.rnn(packed, to_rnn(hidden[rows].to(x.dtype), self.is_lstm))
+        hidden[rows] = from_rnn(state, self.is_lstm).to(hidden.dtype)
         return hidden
 
     def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> LMState:

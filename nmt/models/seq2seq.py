@@ -7,23 +7,21 @@ B beam width, S source length, T target length, V vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.models.decoder import DecoderState, RNNDecoder
-from nmt.models.encoder import RNNEncoder
-from nmt.models.int8 import Int8Linear
-from nmt.models.packed import (
-    PackedLinear,
-    SearchCaches,
-    compute_dtype,
-    frozen_linear,
-    weights_key,
-)
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.models.encoder import EncoderOutput, RNNEncoder
+
+S = TypeVar("S", bound=tuple)
+# DecoderState fields with one row per hypothesis (the others: one per sentence)
+PER_ROW = ("hidden", "feed", "attn")
 
 
 @dataclass
@@ -48,20 +46,16 @@ class ModelConfig:
     label_smoothing: float = 0.1
 
 
-class Seq2Seq(SearchCaches):
-    """Attentional RNN encoder-decoder.
+class Seq2Seq(nn.Module):
+    """Attentional RNN encoder-decoder; a `Stepper` for the search.
 
-    Searches on a CPU use frozen copies of the step's per-row linear maps (the
-    output layer here, the decoder's own in `RNNDecoder`), rebuilt when the
-    weights change: oneDNN-packed ones (`PackedLinear`), or int8 ones after
-    `use_int8(True)` (a `Translator` with precision "int8").
+    The reference implementation: `nmt.fast` decodes the same model faster on
+    CPUs, behind the same protocol.
     """
 
-    CACHES = ("_fast",)
     pad_id = PAD_ID
     bos_id = BOS_ID
     eos_id = EOS_ID
-    int8 = False
 
     def __init__(self, cfg: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -98,6 +92,7 @@ class Seq2Seq(SearchCaches):
             attn_size=cfg.attn_size or cfg.hidden_size,
             input_feeding=cfg.input_feeding,
             readout_size=readout,
+            nonlinearity=cfg.nonlinearity,
         )
         lstm = 2 if cfg.cell == "lstm" else 1
         self.bridge = (
@@ -106,30 +101,28 @@ class Seq2Seq(SearchCaches):
         self.output = nn.Linear(readout, tgt_vocab)
         if cfg.tie_output:
             self.output.weight = tgt_emb.weight
-        self._fast: tuple[tuple, Int8Linear | PackedLinear | None] | None = None
+
+    def start_hidden(self, enc: EncoderOutput) -> Tensor:
+        """The decoder's first state (N, L, H*): tanh(W final) through the
+        bridge, else zeros."""
+        if self.bridge is not None:
+            return torch.tanh(self.bridge(enc.final))
+        lstm = 2 if self.cfg.cell == "lstm" else 1
+        size = (enc.memory.size(0), self.cfg.num_layers, self.cfg.hidden_size * lstm)
+        return enc.memory.new_zeros(size)
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> DecoderState:
         """Encode src (N, S) with lengths (N,) into the decoder's start state."""
         enc = self.encoder(src, src_lengths)
-        n, layers = src.size(0), self.cfg.num_layers
-        lstm = 2 if self.cfg.cell == "lstm" else 1
-        if self.bridge is not None:
-            hidden = torch.tanh(self.bridge(enc.final))  # (N, L, H*)
-        else:
-            hidden = enc.memory.new_zeros(n, layers, self.cfg.hidden_size * lstm)
-        attention = self.decoder.attention
-        keys = (
-            attention.project_keys(enc.memory)
-            if attention is not None
-            else enc.memory[:, :, :0]
-        )
-        feed = enc.memory.new_zeros(
-            n, self.decoder.readout_size if self.decoder.feeds else 0
-        )
-        attn = enc.memory.new_zeros(n, src.size(1) if attention is not None else 0)
-        unused = enc.memory[:, :, :0]  # values, prepared: filled by init_state
+        n, dec = src.size(0), self.decoder
+        attends = dec.attention is not None
         return DecoderState(
-            hidden, feed, attn, enc.memory, keys, enc.mask, unused, unused
+            hidden=self.start_hidden(enc),
+            feed=enc.memory.new_zeros(n, dec.readout_size) if dec.feeds else None,
+            attn=enc.memory.new_zeros(n, src.size(1)) if attends else None,
+            memory=enc.memory,
+            keys=dec.attention.project_keys(enc.memory) if attends else None,
+            mask=enc.mask,
         )
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
@@ -154,56 +147,18 @@ class Seq2Seq(SearchCaches):
     def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> DecoderState:
         """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows.
 
-        Only the per-row tensors are tiled; keys stay (N, S, ·), and keys, the
-        context's share of the decoder's linear maps (values) and what the
-        attention prepares from the keys are computed once here, not at every
-        step. The memory itself is then dropped (N, S, 0) when there are values.
+        Only the per-row tensors are tiled; memory, keys and mask stay per sentence.
         """
-        src, src_lengths = inputs
-        state = self.encode(src, src_lengths)
-        attention = self.decoder.attention
-        prepared = (
-            state.prepared if attention is None else attention.prepare(state.keys)
-        )
-        values = self.decoder.project_memory(state.memory)  # (N, S, G)
-        memory = state.memory
-        if values.size(-1) > 0:  # steps with values never read the memory:
-            # (N, S, 0) frees it, and finished sentences leaving do not copy it
-            memory = memory.new_empty(*memory.shape[:2], 0)
-        return state._replace(
-            memory=memory,
-            values=values,
-            prepared=prepared,  # (N, S, ·)
-            hidden=state.hidden.repeat_interleave(width, dim=0),  # (N*W, L, H*)
-            feed=state.feed.repeat_interleave(width, dim=0),  # (N*W, R)
-            attn=state.attn.repeat_interleave(width, dim=0),  # (N*W, S)
+        state = self.encode(*inputs)
+        return state._replace(  # (N*W, ...)
+            **{name: tile(getattr(state, name), width) for name in PER_ROW}
         )
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """tokens (rows,) -> logits (rows, V) (the autocast dtype; the search
-        normalises them, fused with its top-k) and the new state."""
+        """tokens (rows,) -> logits (rows, V) (the search normalises them) and the
+        new state."""
         feats, state = self.decoder.step(tokens, state)
-        fast = None if torch.is_grad_enabled() else self._fast_output(feats.device)
-        logits = fast(feats) if fast is not None else self.output(feats)  # (rows, V)
-        return logits, state
-
-    def use_int8(self, on: bool) -> None:
-        """Searches (no gradients) use int8 copies of the per-row linear maps."""
-        self.int8 = self.decoder.int8 = on
-
-    def _fast_output(self, device: torch.device) -> Int8Linear | PackedLinear | None:
-        """The output layer's int8 or packed copy for a search step (None: use the
-        layer itself), rebuilt when its weights (`weights_key`) or the autocast
-        dtype change."""
-        weight, bias = self.output.weight, self.output.bias
-        dtype = compute_dtype(device, weight.dtype)
-        key = (*weights_key((weight, bias)), dtype, self.int8)
-        cached = self._fast  # one read: another decoding thread may replace it
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        fast = frozen_linear(weight, bias, device, dtype, int8=self.int8)
-        self._fast = (key, fast)
-        return fast
+        return self.output(feats), state
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         """Keep/duplicate rows `index` (N'*W',) of the state (N*W rows).
@@ -213,26 +168,33 @@ class Seq2Seq(SearchCaches):
         Per-sentence tensors are only gathered when sentences leave (finished ones
         drop out of the batch).
         """
-        per_row = {
-            "hidden": state.hidden.index_select(0, index),
-            "feed": state.feed.index_select(0, index),
-            "attn": state.attn.index_select(0, index),
-        }
-        sentences = torch.unique_consecutive(index // state.width)  # (N',)
-        if sentences.numel() == state.memory.size(0):  # the same sentences
-            return state._replace(**per_row)
-        return DecoderState(
-            **per_row,
-            memory=state.memory.index_select(0, sentences),
-            keys=state.keys.index_select(0, sentences),
-            mask=state.mask.index_select(0, sentences),
-            values=state.values.index_select(0, sentences),
-            prepared=state.prepared.index_select(0, sentences),
-        )
+        return reorder_state(state, PER_ROW, index)
 
     def attention(self, state: DecoderState) -> Tensor | None:
         """Last step's attention weights (rows, S), or None without attention."""
-        return state.attn if self.decoder.attention is not None else None
+        return state.attn
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def tile(rows: Tensor | None, width: int) -> Tensor | None:
+    """Each row (N, ...) repeated `width` times in place -> (N*width, ...)."""
+    return None if rows is None else rows.repeat_interleave(width, dim=0)
+
+
+def reorder_state(state: S, per_row: Sequence[str], index: Tensor) -> S:
+    """`state`, a NamedTuple of N*W rows (W = state.width), at rows `index`
+    (N'*W',): its fields `per_row` are gathered at `index`, its others (per
+    sentence, (N, ...)) at the sentences `index` keeps. None fields stay None."""
+
+    def pick(value: Tensor | None, at: Tensor) -> Tensor | None:
+        return None if value is None else value.index_select(0, at)
+
+    fields = state._asdict()
+    moved = {name: pick(fields[name], index) for name in per_row}
+    sentences = torch.unique_consecutive(index // state.width)  # (N',)
+    if sentences.numel() == state.mask.size(0):  # the same sentences
+        return state._replace(**moved)
+    shared = {k: pick(v, sentences) for k, v in fields.items() if k not in per_row}
+    return type(state)(**moved, **shared)

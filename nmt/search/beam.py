@@ -152,10 +152,10 @@ def beam_search(
     best beam's EOS alone never stops it), when its live beams reach its max length
     (they are then kept without EOS), or when every candidate is -inf (live beams
     kept as they are). PAD and BOS are never generated. Exact ties go to the lower
-    token id within a row (as `argmax`), then to the lower beam, on every path, so
-    width 1 is argmax decoding and a sentence decodes alike alone and in a batch
-    (up to the ~1e-6 by which the native and PyTorch log-softmax may differ, when
-    a batch mate's prefix or n-gram bans send the batch through PyTorch).
+    token id within a row (as `argmax`, `scoring.top_k_rows`), then to the lower
+    beam, so width 1 is argmax decoding and a sentence's search does not depend on
+    its batch mates (its scores may still differ by the rounding of the stepper's
+    matrix products at another batch size).
 
     Args:
         stepper: the model, seen only through the `Stepper` protocol.

@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt import native
-
 NEG_INF = float("-inf")
 
 
@@ -190,105 +188,47 @@ def prefix_table(prefix: Sequence[Sequence[int]] | None, n: int) -> Tensor:
     return table
 
 
-def top_k_rows(scores: Tensor, k: int, chunk: int = 64) -> tuple[Tensor, Tensor]:
-    """The k best entries of each row, best first: `scores.topk(k, dim=1)`, faster.
+def top_k_rows(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k best entries of each row, best first, exact ties going to the lower
+    column (as `argmax` breaks them), so a row's result never depends on the other
+    rows of its batch.
 
-    On CPU `topk` over a large vocabulary is slow. The row's k best entries lie in
-    the k chunks (of `chunk` consecutive columns) with the largest maxima: a chunk
-    outside those has k chunks whose maxima are at least its own. So the top k is
-    taken over those k chunks plus the columns that do not fill a chunk. The
-    values equal `topk`'s; exact ties go to the lower column, as in `argmax` and
-    the native kernel, so a row's result does not depend on which path ran.
+    `topk` is asked for k + 1 entries: a row whose k-th and (k+1)-th best differ
+    has a unique set of k best columns, only to be ordered; a row where they tie
+    (rare but for -inf, as in banned tokens) takes its k from a stable sort.
 
     Args:
         scores: (R, V) scores.
         k: entries per row, 1 <= k <= V.
-        chunk: columns per chunk.
 
     Returns:
         values (R, k) sorted descending and their column indices (R, k).
     """
-    rows, vocab = scores.shape
-    extra = min(k + 1, vocab)  # one more than asked: shows ties across the cut
-    chunks = vocab // chunk
-    if chunks < 8 * extra or vocab < 2048:  # few chunks: plain topk is faster
-        return _lower_columns_first(scores, *scores.topk(extra, dim=1), k)
-    body = scores[:, : chunks * chunk].unflatten(1, (chunks, chunk))  # (R, C, L)
-    best = body.amax(dim=2).topk(extra, dim=1).indices  # (R, k+1) chunk ids
-    offsets = torch.arange(chunk, device=scores.device)  # (L,)
-    columns = (best.unsqueeze(2) * chunk + offsets).flatten(1)  # (R, (k+1)*L)
-    tail = torch.arange(chunks * chunk, vocab, device=scores.device)  # (V - C*L,)
-    columns = torch.cat([columns, tail.expand(rows, -1)], dim=1)  # (R, pool)
-    values, where = scores.gather(1, columns).topk(extra, dim=1)  # in the pool
-    return _lower_columns_first(scores, values, columns.gather(1, where), k)
-
-
-def _lower_columns_first(
-    scores: Tensor, values: Tensor, index: Tensor, k: int
-) -> tuple[Tensor, Tensor]:
-    """The k best (R, k) values and columns of scores (R, V) from `topk`'s best
-    k or k + 1 (values, index), with exact ties going to the lower column: both
-    which tied columns make the cut and their order. Only rows whose k-th and
-    (k+1)-th best tie are searched again over all columns. Rows with NaN keep
-    `topk`'s answer."""
-    # topk ranks NaN first, so a row's NaN are among its k best: left alone
-    nan_rows = values[:, :1].isnan()  # (R, 1)
-    tied = values.new_zeros(values.size(0), dtype=torch.bool)  # (R,)
-    if values.size(1) > k:  # else k = V: every column is in
-        tied = (values[:, k - 1] == values[:, k]) & ~nan_rows.squeeze(1)
-    values, index = values[:, :k], index[:, :k]
-    if bool(tied.any()):
-        index = _lowest_tied_columns(scores, values, index, tied)
-    columns = index.sort(dim=1).values  # each row's k columns, ascending
-    picked = scores.gather(1, columns)
-    order = picked.sort(dim=1, descending=True, stable=True).indices
-    picked, columns = picked.gather(1, order), columns.gather(1, order)
-    return picked.where(~nan_rows, values), columns.where(~nan_rows, index)
-
-
-def _lowest_tied_columns(
-    scores: Tensor, values: Tensor, index: Tensor, tied: Tensor
-) -> Tensor:
-    """`index` (R, k) with the `tied` (R,) rows' columns valued at their k-th
-    best replaced by the lowest columns of scores (R, V) holding that value. The
-    columns above it are all in `index` already; the tied ones are found in one
-    pass over the tied rows."""
-    k = index.size(1)
-    rows = tied.nonzero().squeeze(1)  # (T,)
-    threshold = values[rows, -1:]  # (T, 1)
-    kept = index[rows]  # (T, k)
-    above = values[rows] > threshold  # (T, k) kept as they are
-    slots = k - above.sum(dim=1)  # (T,) >= 1 columns to find
-    row, column = (scores[rows] == threshold).nonzero().unbind(1)  # row-major
-    counts = torch.bincount(row, minlength=rows.numel())  # (T,)
-    rank = (
-        torch.arange(row.numel(), device=row.device) - (counts.cumsum(0) - counts)[row]
-    )
-    lowest = column[rank < slots[row]]  # the first `slots` of each row, row-major
-    kept = kept.masked_fill(~above, -1).sort(dim=1, descending=True).values
-    kept[kept < 0] = lowest  # the -1s, last in each row, filled row-major
-    index = index.clone()
-    index[rows] = kept
-    return index
+    values, columns = scores.topk(min(k + 1, scores.size(1)), dim=1)  # (R, k + 1)
+    columns = columns[:, :k]
+    if values.size(1) > k:
+        tied = (values[:, k - 1] == values[:, k]).nonzero().squeeze(1)  # (T,)
+        if tied.numel() > 0:
+            columns = columns.clone()
+            ranked = scores[tied].sort(dim=1, descending=True, stable=True).indices
+            columns[tied] = ranked[:, :k]
+    columns = columns.sort(dim=1).values  # ascending: the stable sort below then
+    values = scores.gather(1, columns)  # orders equal values by column
+    order = values.sort(dim=1, descending=True, stable=True).indices  # (R, k)
+    return values.gather(1, order), columns.gather(1, order)
 
 
 def top_log_probs(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Each row's k best log-probs, best first: `log_softmax(scores.float()).topk(k)`.
-
-    `scores` may be logits or log-probs (a log-softmax leaves log-probs as they
-    are, up to rounding). On a CPU this is one fused native pass when the kernel
-    could be built (`nmt.native`), else PyTorch's; the two agree to ~1e-6.
+    """Each row's k best log-probs, best first: `top_k_rows(log_softmax(scores), k)`.
 
     Args:
-        scores: (R, V) float32 or bfloat16.
+        scores: (R, V) logits or log-probs (a log-softmax leaves log-probs as they
+            are, up to rounding), float32 or bfloat16.
         k: entries per row, 1 <= k <= V.
 
     Returns:
         values (R, k) float32 and their column indices (R, k).
     """
-    fused = native.top_log_probs(scores, k)
-    if fused is not None:
-        return fused
     return top_k_rows(log_softmax(scores), k)
 
 

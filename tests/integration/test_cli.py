@@ -231,7 +231,7 @@ def test_evaluate_prints_scores_and_writes_json(tiny_checkpoint, tiny_corpus, tm
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["sentences"] == 4 and result["beam_size"] == 2
     assert result["workers"] == 1  # auto with threads=1
-    assert result["status"] == "ok" and result["job"] == 0  # nmt.jobs.run_job
+    assert result["status"] == "ok" and result["job"] == 0  # nmt.sweeps.jobs.run_job
     assert "search.beam_size=2" in result["overrides"]
     assert result["peak_mem_mb"] is not None and result["peak_mem_note"]
     assert len((tmp_path / "hyp.test.en").read_text().splitlines()) == 4

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint
-from nmt.lm_trainer import LMTrainer
+from nmt.data.tokenizer import CharTokenizer
 from nmt.models.lm import CharLM
-from nmt.tokenizer import CharTokenizer
 from nmt.train import run_train
+from nmt.training.checkpoint import load_checkpoint
+from nmt.training.lm import LMTrainer
 from tests.conftest import TINY_TEXT, tiny_lm_train_config
 
 

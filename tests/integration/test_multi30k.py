@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nmt.data import DataConfig, ParallelData, load_parallel
-from nmt.tokenizer import TokenizerConfig, build_tokenizers
+from nmt.data.parallel import DataConfig, ParallelData, load_parallel
+from nmt.data.tokenizer import TokenizerConfig, build_tokenizers
 from tests.conftest import SHARED_DATA, needs_multi30k
 
 ROOT = SHARED_DATA / "multi30k"

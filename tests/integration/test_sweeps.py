@@ -75,7 +75,10 @@ def test_sweep_configs_compose_with_params_and_a_summary_callback(sweep):
     needs(plugin)
     cfg = compose_all(config, [f"+sweep={sweep}", *REQUIRED[config]])
     assert cfg.hydra.sweeper.params, "a sweep config sets hydra.sweeper.params"
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "nmt.callbacks.SweepSummary"
+    assert (
+        cfg.hydra.callbacks.sweep_summary._target_
+        == "nmt.sweeps.callbacks.SweepSummary"
+    )
     with open_dict(cfg):
         del cfg["hydra"]
     kind = EvaluateConfig if config == "evaluate" else TrainConfig
@@ -111,7 +114,7 @@ def test_task_functions_pickle_for_remote_launchers():
 
     import nmt.evaluate
     import nmt.train
-    from nmt.jobs import run_job
+    from nmt.sweeps.jobs import run_job
 
     cloudpickle = pytest.importorskip("cloudpickle")
     for module in (nmt.train, nmt.evaluate):

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint
 from nmt.config import TrainConfig
-from nmt.data import DataConfig
-from nmt.loading import load_translator
+from nmt.data.parallel import DataConfig
+from nmt.data.tokenizer import TokenizerConfig
+from nmt.inference.loading import load_translator
 from nmt.search import BeamConfig
-from nmt.tokenizer import TokenizerConfig
 from nmt.train import run_train
-from nmt.trainer import LoopConfig, Trainer
+from nmt.training.checkpoint import load_checkpoint
+from nmt.training.seq2seq import LoopConfig, Trainer
 from tests.conftest import PAIRS, tiny_model_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.attention_table import attention_table
+from nmt.inference.attention_table import attention_table
 
 
 def test_table_by_hand():

@@ -37,7 +37,7 @@ class TableStepper:
         src_len: int | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        """dtype: of the step's scores (float32 takes the native top-k on a CPU)."""
+        """dtype: of the step's scores."""
         self.table, self.src_len, self.dtype = table, src_len, dtype
         self.rows_per_step: list[int] = []
 
@@ -335,8 +335,8 @@ def tied(n: int, history: tuple[int, ...]) -> list[float]:
 def test_exact_ties_go_to_the_lower_token_alone_and_in_a_batch(
     dtype: torch.dtype, beam: int
 ):
-    # float32 takes the native top-k; a prefixed sentence (or n-gram bans) sends
-    # the whole batch through PyTorch's top-k: the same tie rule on every path
+    # a prefixed sentence (or n-gram bans) sends the whole batch through the
+    # masked log-probs: the same tie rule whichever way the candidates are found
     cfg = config(beam_size=beam, nbest=beam, max_len_b=4)
     expected = [(t,) for t in range(3, 3 + beam)]  # lowest tokens first
 

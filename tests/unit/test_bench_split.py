@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nmt.models.packed import PackedLinear
+from nmt.fast.linear import PackedLinear
+from nmt.inference.translator import Translator
 from nmt.models.seq2seq import Seq2Seq
 from nmt.search import BeamConfig
-from nmt.translator import Translator
 from tests.conftest import PAIRS, tiny_model_config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_split.py"
@@ -48,7 +48,7 @@ def test_decode_times_products_counts_rows_and_restores(tiny_spm):
     assert len(lines) <= run.rows <= 3 * len(lines) * (run.steps)
     assert 0.0 < run.products < run.seconds
     assert [getattr(owner, name) for owner, name in bench.PRODUCTS] == originals
-    assert "step" not in vars(model)  # the step counter is gone
+    assert "step" not in vars(translator.stepper())  # the step counter is gone
     assert PackedLinear.__call__ is originals[0] and nn.Linear.forward is originals[2]
     assert translator.translate_best(lines, search) == expected
 

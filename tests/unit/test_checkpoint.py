@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from nmt.checkpoint import (
+from nmt.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_state,

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nmt.data import DataConfig, DataError, ParallelData, collate, load_parallel
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.data.parallel import (
+    DataConfig,
+    DataError,
+    ParallelData,
+    collate,
+    load_parallel,
+)
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class WordTok:
@@ -50,7 +56,7 @@ def test_invalid_utf8_is_replaced_not_fatal(tmp_path, capsys):
 
 
 def test_hub_name_offline_fails_with_hint(monkeypatch):
-    monkeypatch.setattr("nmt.data._hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("nmt.data.parallel._hub_reachable", lambda *a, **k: False)
     with pytest.raises(DataError, match="data.root=DIR"):
         load_parallel("someone/not-a-dataset", "train", ("de", "en"))
 

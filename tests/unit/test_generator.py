@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from nmt.generator import START, Continuation, TextGenerator
+from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.inference.generator import START, Continuation, TextGenerator
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig
-from nmt.tokenizer import UNK_ID, CharTokenizer
 from tests.conftest import TINY_TEXT, tiny_lm_config
 
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from nmt.errors import one_line
-from nmt.jobs import objective, write_result
+from nmt.sweeps.jobs import objective, write_result
+from nmt.utils.errors import one_line
 
 
 @pytest.mark.parametrize(

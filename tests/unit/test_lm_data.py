@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.data import DataError
-from nmt.lm_data import CharStream, read_text, split_text
+from nmt.data.chars import CharStream, read_text, split_text
+from nmt.data.parallel import DataError
 
 
 def test_split_keeps_the_first_part_for_training():

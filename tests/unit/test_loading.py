@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.checkpoint import CheckpointError
-from nmt.generator import TextGenerator
-from nmt.loading import load_any, load_generator, load_translator
-from nmt.translator import Translator
+from nmt.inference.generator import TextGenerator
+from nmt.inference.loading import load_any, load_generator, load_translator
+from nmt.inference.translator import Translator
+from nmt.training.checkpoint import CheckpointError
 
 CPU = torch.device("cpu")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nmt.loop_config import LoopConfig, Progress, after_validation, schedule_lr
+from nmt.training.progress import LoopConfig, Progress, after_validation, schedule_lr
 
 
 def test_plateau_halves_lr_after_patience_and_a_gain_resets():

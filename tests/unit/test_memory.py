@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from nmt.memory import PeakMemory, resident_bytes
+from nmt.utils.memory import PeakMemory, resident_bytes
 
 pytestmark = pytest.mark.skipif(
     resident_bytes() is None, reason="needs /proc/self/statm (Linux)"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nmt.metrics import CorpusScores, corpus_scores, perplexity
+from nmt.inference.metrics import CorpusScores, corpus_scores, perplexity
 
 REFS = [
     "A man in an orange hat starring at something.",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
-import pickle
 
 import pytest
 import torch
@@ -90,50 +88,6 @@ def test_decoder_outputs_padding_invariant(attention, feeding):
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("chunk", [1, 40, 1 << 18])
-def test_additive_scores_in_chunks_equal_the_tanh_form(chunk, monkeypatch):
-    from nmt.models import attention as attention_module
-
-    monkeypatch.setattr(attention_module, "ENERGY_CHUNK", chunk)
-    torch.manual_seed(0)
-    attn = build_attention("bahdanau", query_size=8, memory_size=8, attn_size=6)
-    query, memory = torch.randn(5, 3, 8), torch.randn(5, 7, 8)
-    with torch.no_grad():
-        got = attn.score(query, attn.project_keys(memory))  # chunked: no grad
-        energy = torch.tanh(
-            attn.query_proj(query)[:, :, None] + attn.key_proj(memory)[:, None]
-        )
-        expected = attn.v(energy).squeeze(-1)  # (N, T, S) Bahdanau eq. 6
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    with_grad = attn.score(query, attn.project_keys(memory))  # whole-tensor path
-    torch.testing.assert_close(with_grad.detach(), expected, atol=1e-5, rtol=1e-5)
-
-
-# (memory, query) scales: small; |k|, |q| ~ 50 (exp products overflow, benignly);
-# |q| and then |k| past EXP_LIMIT (the sigmoid form)
-@pytest.mark.parametrize("scales", [(1, 1), (15, 15), (1, 40), (200, 1)])
-@pytest.mark.parametrize("kind", ["bahdanau", "luong_general"])
-def test_prepared_weights_equal_weights(kind, scales):
-    """The search's weights from keys prepared once per batch (additive: exp(-k),
-    a reciprocal per element) equal `weights`, also for v entries that are 0 or
-    tiny and for energies large enough to overflow, where it falls back."""
-    torch.manual_seed(0)
-    attn = build_attention(kind, query_size=8, memory_size=8, attn_size=6)
-    with torch.no_grad():
-        if kind == "bahdanau":
-            attn.v.weight[0, :2] = torch.tensor([0.0, 1e-30])
-        query = torch.randn(4, 5, 8) * scales[1]
-        memory = torch.randn(4, 7, 8) * scales[0]
-        mask = torch.arange(7)[None, :] < torch.tensor([[7], [3], [1], [5]])
-        keys = attn.project_keys(memory)
-        prepared = attn.prepare(keys)
-        assert prepared.shape[:2] == (4, 7)
-        got = attn.prepared_weights(attn.project_query(query), keys, prepared, mask)
-        expected = attn.weights(query, keys, mask)
-    assert torch.isfinite(got[mask[:, None].expand_as(got)]).all()
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-
-
 @pytest.mark.parametrize(
     "kind", ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
 )
@@ -157,8 +111,8 @@ def test_attention_weights_sum_to_one_over_unmasked(kind):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_step_by_step_equals_teacher_forcing(attention, feeding, cell, layers):
-    """The search's step() (with memory projected once, its own RNN cells) computes
-    exactly what training's forward() computes."""
+    """The search's step() computes exactly what training's forward() computes
+    (also for the fused RNN of the Luong flow without input feeding)."""
     model = make(
         attention=attention, input_feeding=feeding, cell=cell, num_layers=layers
     )
@@ -171,65 +125,25 @@ def test_step_by_step_equals_teacher_forcing(attention, feeding, cell, layers):
             torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-4)
 
 
-def test_projected_step_follows_weight_updates_and_autocast():
-    """The step's cached weight pieces are rebuilt after an in-place update (as an
-    optimizer makes between validations) and match the plain step under bf16."""
-    model = make(attention="bahdanau", cell="gru")
-    src, lengths, tgt = batch()
-
-    def first_step(projected: bool) -> torch.Tensor:
-        # encode(): the memory and no values, the state teacher forcing starts from
-        state = (
-            model.init_state((src, lengths), 1)
-            if projected
-            else model.encode(src, lengths)
-        )
-        return model.step(tgt[:, 0], state)[0]
-
-    with torch.no_grad():
-        assert model.init_state((src, lengths), 1).values.size(-1) > 0
-        before = first_step(True)
-        model.decoder.rnn.weight_ih_l0.mul_(0.5)  # in place: bumps _version
-        model.decoder.readout.weight.add_(0.1)
-        model.decoder.embedding.weight.mul_(1.5)  # the per-token tables follow
-        after = first_step(True)
-        assert not torch.allclose(before, after)
-        torch.testing.assert_close(after, first_step(False), atol=1e-5, rtol=1e-4)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast, plain = first_step(True), first_step(False)
-        torch.testing.assert_close(fast, plain, atol=0.1, rtol=0.05)
-
-
-def test_tanh_as_sigmoid_matches_tanh():
-    from nmt.models.decoder import _tanh
-
-    x = torch.linspace(-30, 30, 2001)
-    torch.testing.assert_close(_tanh(x), torch.tanh(x), atol=2e-7, rtol=0)
-
-
 def test_init_state_tiles_rows_not_memory():
     model = make()
     src, lengths, _ = batch()
     state = model.init_state((src, lengths), 2)
     assert state.hidden.shape[0] == 6 and state.width == 2
-    assert state.keys.shape[0] == 3  # keys and values are stored once per sentence
-    assert state.values.shape[:2] == state.memory.shape[:2] == (3, src.size(1))
+    assert state.keys.shape[0] == 3  # memory and keys are stored once per sentence
+    assert state.memory.shape[:2] == (3, src.size(1))
     torch.testing.assert_close(state.hidden[0], state.hidden[1])
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
-def test_search_state_drops_the_memory_its_steps_never_read(attention):
-    """With values (attention), the search state holds the memory as (N, S, 0): it
-    is freed and finished sentences do not copy it; without, steps read it."""
+def test_a_sentence_leaving_the_search_takes_its_memory(attention):
     model = make(attention=attention)
     src, lengths, tgt = batch()
     with torch.no_grad():
         state = model.init_state((src, lengths), 1)
-        memory = model.encode(src, lengths).memory  # (N, S, M)
-        kept = 0 if attention != "none" else memory.size(-1)
-        assert state.memory.shape == (3, src.size(1), kept)
         dropped = model.reorder(state, torch.tensor([2, 0]))  # sentence 1 finished
-        assert dropped.memory.shape == (2, src.size(1), kept)
+        assert dropped.memory.shape[:2] == (2, src.size(1))
+        assert (dropped.keys is None) == (attention == "none")
         full = model.output(model(src, lengths, tgt))  # (N, T, V)
         logits, _ = model.step(tgt[[2, 0], 0], dropped)
     torch.testing.assert_close(logits, full[[2, 0], 0], atol=1e-5, rtol=1e-4)
@@ -257,7 +171,7 @@ def test_reorder_moves_rows_and_drops_sentences():
     torch.testing.assert_close(swapped.hidden, state.hidden[[1, 0, 2, 2, 5, 4]])
     dropped = model.reorder(state, torch.tensor([5, 4]))  # sentences 0 and 1 finished
     torch.testing.assert_close(dropped.keys, state.keys[[2]])
-    torch.testing.assert_close(dropped.values, state.values[[2]])
+    torch.testing.assert_close(dropped.memory, state.memory[[2]])
     torch.testing.assert_close(dropped.mask, state.mask[[2]])
     torch.testing.assert_close(dropped.hidden, state.hidden[[5, 4]])
 
@@ -273,7 +187,7 @@ def test_reorder_widens_one_row_per_sentence_to_beams():
     # widening while sentence 1 finishes: 2 sentences x 3 rows, as many rows as before
     both = model.reorder(state, torch.tensor([0, 0, 0, 2, 2, 2]))
     assert both.width == 3
-    torch.testing.assert_close(both.values, state.values[[0, 2]])
+    torch.testing.assert_close(both.memory, state.memory[[0, 2]])
     torch.testing.assert_close(both.keys, state.keys[[0, 2]])
 
 
@@ -339,84 +253,15 @@ def test_width_one_is_argmax_on_seq2seq():
     assert [list(h[0].tokens) for h in hyps] == expected
 
 
-@pytest.mark.parametrize(
-    "cell, nonlinearity", [(c, "tanh") for c in CELLS] + [("rnn", "relu")]
-)
-def test_encoder_runs_a_bf16_copy_when_decoding_under_bf16_autocast(cell, nonlinearity):
-    """CPU autocast leaves RNNs in float32; decoding (eval, no grad, bf16 autocast)
-    runs a cached bfloat16 copy instead: outputs float32, equal to bf16 precision,
-    padding-invariant (to bf16 rounding), rebuilt after a weight update, never
-    saved."""
-    model = make(cell=cell, num_layers=2, nonlinearity=nonlinearity)
-    encoder = model.encoder
-    src, lengths, _ = batch()
-    with torch.no_grad():
-        exact = encoder(src, lengths)
-        assert encoder._bf16 is None  # no autocast: the float32 RNN
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast = encoder(src, lengths)
-            assert encoder._bf16 is not None
-            copy = encoder._bf16[1]
-            assert next(copy.parameters()).dtype == torch.bfloat16
-            alone = encoder(src[2:, :2], lengths[2:])
-            assert encoder._bf16[1] is copy  # cached, not rebuilt per call
-    assert fast.memory.dtype == fast.final.dtype == torch.float32
-    assert not torch.equal(fast.memory, exact.memory)  # the copy did run
-    torch.testing.assert_close(fast.memory, exact.memory, atol=0.05, rtol=0.05)
-    torch.testing.assert_close(fast.final, exact.final, atol=0.05, rtol=0.05)
-    assert fast.memory[1, 4:].abs().sum() == 0  # padding stays zero
-    # bf16 matrix products may round differently at another batch size
-    torch.testing.assert_close(alone.memory[0], fast.memory[2, :2], atol=4e-3, rtol=0)
-    assert not any("_bf16" in k for k in model.state_dict())
-    with torch.no_grad():
-        old = encoder._bf16[1]
-        encoder.rnn.weight_ih_l0.mul_(-3.0)  # in place, as an optimizer step
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            updated = encoder(src, lengths)
-        changed = encoder(src, lengths)
-    assert encoder._bf16[1] is not old
-    torch.testing.assert_close(updated.memory, changed.memory, atol=0.05, rtol=0.05)
-    assert not torch.allclose(updated.memory, fast.memory, atol=0.05)
-
-
-def test_encoder_stays_float32_when_training_or_with_gradients():
-    model = make(cell="gru")
-    src, lengths, _ = batch()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        model.encoder(src, lengths)  # gradients on: the float32 RNN
-        assert model.encoder._bf16 is None
-        with torch.no_grad():
-            model.encoder.train()(src, lengths)
-            assert model.encoder._bf16 is None
-
-
-def test_search_caches_are_dropped_by_train_copies_and_pickles():
-    """The bf16 encoder, packed maps and step weights built for a search are not
-    copied (packed oneDNN weights cannot be) and are dropped when training starts,
-    where writes their keys cannot see (`.data`, fused optimizers) may follow."""
-    model = make(cell="gru")
-    src, lengths, tgt = batch()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        state = model.init_state((src, lengths), 1)
-        logits = model.step(tgt[:, 0], state)[0]
-
-    def caches(m: Seq2Seq) -> tuple:
-        return m._fast, m.decoder._cached, m.decoder._values_map, m.encoder._bf16
-
-    assert all(c is not None for c in caches(model))
-    copied = copy.deepcopy(model)
-    assert all(c is None for c in caches(copied))
-    pickle.loads(pickle.dumps(model))
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        again = copied.step(tgt[:, 0], copied.init_state((src, lengths), 1))[0]
-    assert torch.equal(again, logits)
-    model.train()
-    assert all(c is None for c in caches(model))
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
 def test_a_model_cast_to_another_dtype_still_trains(dtype):
     model = make(cell="gru").to(dtype).train()
     src, lengths, tgt = batch()
     assert model.encoder(src, lengths).memory.dtype == dtype
     assert torch.isfinite(model.loss(src, lengths, tgt, tgt))  # float32 by design
+
+
+def test_elman_decoder_takes_the_configured_nonlinearity():
+    model = make(cell="rnn", nonlinearity="relu")
+    assert model.encoder.rnn.nonlinearity == "relu"
+    assert model.decoder.rnn.nonlinearity == "relu"

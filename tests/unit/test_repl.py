@@ -9,11 +9,11 @@ import torch
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from nmt.generator import TextGenerator
+from nmt.data.tokenizer import CharTokenizer
+from nmt.inference.generator import TextGenerator
+from nmt.inference.session import Session
 from nmt.models.lm import CharLM
 from nmt.repl import respond, run_pipe, run_terminal
-from nmt.session import Session
-from nmt.tokenizer import CharTokenizer
 from tests.conftest import TINY_TEXT, tiny_lm_config
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.generator import TextGenerator
+from nmt.data.tokenizer import CharTokenizer
+from nmt.inference.generator import TextGenerator
+from nmt.inference.session import HELP, Session
+from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM
 from nmt.models.seq2seq import Seq2Seq
-from nmt.session import HELP, Session
-from nmt.tokenizer import CharTokenizer
-from nmt.translator import Translator
 from tests.conftest import PAIRS, TINY_TEXT, tiny_lm_config, tiny_model_config
 
 CPU = torch.device("cpu")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nmt.sweep_plot import plot_beam_sweep
-from nmt.sweep_report import JobRow
+from nmt.sweeps.plot import plot_beam_sweep
+from nmt.sweeps.report import JobRow
 
 pytest.importorskip("matplotlib")
 

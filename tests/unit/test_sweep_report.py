@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nmt.sweep_report import KINDS, main, read_job, read_sweep, write_report
+from nmt.sweep_report import main
+from nmt.sweeps.report import KINDS, read_job, read_sweep, write_report
 
 DATA = "data.root=/corpus"
 

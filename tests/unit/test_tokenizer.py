@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from nmt import tokenizer as tokenizer_module
-from nmt.tokenizer import (
+from nmt.data import tokenizer as tokenizer_module
+from nmt.data.tokenizer import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
+from nmt.inference.translator import Translator
 from nmt.models.seq2seq import Seq2Seq
-from nmt.runtime import auto_workers, in_workers
 from nmt.search import BeamConfig
-from nmt.translator import Translator
+from nmt.utils.runtime import auto_workers, in_workers
 from tests.conftest import PAIRS, tiny_model_config
 
 CPU = torch.device("cpu")

@@ -1,0 +1,88 @@
+"""The character LM's data: one text file split train/validation, cut into N
+parallel streams and read in windows for truncated BPTT.
+
+Not for parallel text (`data.py`). Shapes: N streams, T window length (bptt).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from nmt.data.parallel import DataError
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as text; invalid UTF-8 is replaced (with a warning)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"text file not found: {path} (set data.path=FILE)")
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
+        print(f"warning: invalid UTF-8 in {path} replaced by U+FFFD", file=sys.stderr)
+    return text
+
+
+def split_text(text: str, val_fraction: float) -> tuple[str, str]:
+    """(train, validation): the first 1 - val_fraction of the characters, the rest."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    cut = len(text) - int(len(text) * val_fraction)
+    train, val = text[:cut], text[cut:]
+    if len(train) < 2 or len(val) < 2:
+        raise DataError(
+            f"text of {len(text)} characters is too short to split with "
+            f"val_fraction={val_fraction}"
+        )
+    return train, val
+
+
+class CharStream:
+    """Ids laid out as N streams of consecutive text, read T characters at a time.
+
+    Stream i holds characters [i*M, (i+1)*M) of the text (M = (len - 1) // N, the
+    tail is dropped); window k is columns [k*T, (k+1)*T) (the last may be shorter).
+    So row i of window k+1 continues row i of window k, and an RNN state carried
+    from one window to the next is exact (truncated BPTT, as in char-rnn).
+    """
+
+    def __init__(self, ids: Sequence[int], *, streams: int, bptt: int) -> None:
+        if streams < 1 or bptt < 1:
+            raise ValueError(
+                f"data.batch_size and data.bptt must be >= 1, got {streams}, {bptt}"
+            )
+        length = (len(ids) - 1) // streams  # M characters per stream
+        if length < 1:
+            raise DataError(
+                f"{len(ids)} characters are too few for {streams} streams "
+                "(lower data.batch_size)"
+            )
+        data = torch.tensor(list(ids), dtype=torch.long)
+        self.inputs = data[: streams * length].view(streams, length)  # (N, M)
+        self.targets = data[1 : streams * length + 1].view(streams, length)  # (N, M)
+        self.bptt = bptt
+
+    def __len__(self) -> int:
+        """Windows per pass over the streams."""
+        return -(-self.inputs.size(1) // self.bptt)
+
+    @property
+    def streams(self) -> int:
+        return self.inputs.size(0)
+
+    @property
+    def chars(self) -> int:
+        """Characters predicted per pass (N * M)."""
+        return self.targets.numel()
+
+    def window(self, k: int) -> tuple[Tensor, Tensor]:
+        """Inputs and next-character targets of window k, each (N, T)."""
+        if not 0 <= k < len(self):
+            raise IndexError(f"window {k} out of range (0..{len(self) - 1})")
+        cols = slice(k * self.bptt, (k + 1) * self.bptt)
+        return self.inputs[:, cols], self.targets[:, cols]

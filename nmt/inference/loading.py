@@ -1,0 +1,125 @@
+"""Rebuild a trained model and its tokenizers from a self-contained checkpoint.
+
+Translation checkpoints (kind "seq2seq") give a `Translator`, char LM checkpoints
+(kind "lm") a `TextGenerator`; the wrong kind is a one-line CheckpointError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from nmt.config import TrainConfig, from_dict
+from nmt.data.tokenizer import CharTokenizer, SentencePieceTokenizer
+from nmt.inference.generator import TextGenerator
+from nmt.inference.translator import Translator
+from nmt.models.lm import CharLM
+from nmt.models.seq2seq import Seq2Seq
+from nmt.training.checkpoint import CheckpointError, load_checkpoint
+from nmt.utils.runtime import resolve_precision
+
+KINDS = {
+    "seq2seq": "a translation model (use nmt.translate, nmt.evaluate or nmt.repl)",
+    "lm": "a character language model (use nmt.generate or nmt.repl)",
+}
+T = TypeVar("T")
+
+
+def _check_kind(payload: dict[str, Any], path: str | Path, want: str) -> None:
+    kind = payload.get("kind")
+    if kind != want:
+        what = KINDS.get(str(kind), f"of unknown kind {kind!r}")
+        raise CheckpointError(f"{path} is {what}, not {KINDS[want].split(' (')[0]}")
+
+
+def _rebuild(path: str | Path, build: Callable[[], T]) -> T:
+    """`build()`, turning a mismatch between weights and config into one line
+    (PyTorch's multi-line state-dict report joined, cut at 400 characters)."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        text = " ".join(line.strip() for line in str(error).splitlines())
+        text = text.strip() or repr(error)
+        text = text if len(text) <= 400 else text[:397] + "..."
+        raise CheckpointError(
+            f"{path} does not fit its config or vocabulary: {text}"
+        ) from None
+
+
+def _translator(
+    payload: dict[str, Any], path: str | Path, device: torch.device, precision: str
+) -> tuple[Translator, TrainConfig]:
+    def build() -> tuple[Seq2Seq, Any, Any, TrainConfig]:
+        cfg: TrainConfig = from_dict(TrainConfig, payload["config"])
+        src_tok = SentencePieceTokenizer.from_bytes(payload["tokenizers"]["src"])
+        tgt_tok = SentencePieceTokenizer.from_bytes(payload["tokenizers"]["tgt"])
+        model = Seq2Seq(
+            cfg.model, src_vocab=src_tok.vocab_size, tgt_vocab=tgt_tok.vocab_size
+        )
+        model.load_state_dict(payload["model"])
+        return model, src_tok, tgt_tok, cfg
+
+    model, src_tok, tgt_tok, cfg = _rebuild(path, build)
+    model.eval()
+    precision = resolve_precision(precision, device, int8=True)
+    translator = Translator(model, src_tok, tgt_tok, device=device, precision=precision)
+    return translator, cfg
+
+
+def _generator(
+    payload: dict[str, Any], path: str | Path, device: torch.device, precision: str
+) -> tuple[TextGenerator, TrainConfig]:
+    def build() -> tuple[CharLM, CharTokenizer, TrainConfig]:
+        cfg: TrainConfig = from_dict(TrainConfig, payload["config"])
+        tokenizer = CharTokenizer.from_bytes(payload["tokenizers"]["chars"])
+        model = CharLM(cfg.model, vocab_size=tokenizer.vocab_size)
+        model.load_state_dict(payload["model"])
+        return model, tokenizer, cfg
+
+    model, tokenizer, cfg = _rebuild(path, build)
+    model.eval()
+    precision = resolve_precision(precision, device)
+    generator = TextGenerator(model, tokenizer, device=device, precision=precision)
+    return generator, cfg
+
+
+def load_translator(
+    path: str | Path, *, device: torch.device, precision: str = "auto"
+) -> tuple[Translator, TrainConfig]:
+    """Translator (model in eval mode on `device`) and the config it was trained with.
+
+    Raises:
+        CheckpointError: missing/corrupt file, not a translation checkpoint, or
+            weights that do not fit the saved config.
+    """
+    payload = load_checkpoint(path)
+    _check_kind(payload, path, "seq2seq")
+    return _translator(payload, path, device, precision)
+
+
+def load_generator(
+    path: str | Path, *, device: torch.device, precision: str = "auto"
+) -> tuple[TextGenerator, TrainConfig]:
+    """TextGenerator (CharLM in eval mode on `device`) and its training config.
+
+    Raises:
+        CheckpointError: missing/corrupt file, not an LM checkpoint, or weights
+            that do not fit the saved config.
+    """
+    payload = load_checkpoint(path)
+    _check_kind(payload, path, "lm")
+    return _generator(payload, path, device, precision)
+
+
+def load_any(
+    path: str | Path, *, device: torch.device, precision: str = "auto"
+) -> tuple[Translator | TextGenerator, TrainConfig]:
+    """A Translator or a TextGenerator, whichever the checkpoint holds."""
+    payload = load_checkpoint(path)
+    if payload.get("kind") == "lm":
+        return _generator(payload, path, device, precision)
+    _check_kind(payload, path, "seq2seq")
+    return _translator(payload, path, device, precision)

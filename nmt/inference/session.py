@@ -1,0 +1,280 @@
+"""The REPL's core without a terminal: settings, `:commands`, answers.
+
+`Session.handle(line) -> str` serves both checkpoint kinds: a TextGenerator
+continues the line, a Translator translates it (n-best with scores). The terminal
+and pipe loops are in `repl.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from nmt.inference.attention_table import attention_table
+from nmt.inference.generator import TextGenerator
+from nmt.inference.translator import Translator
+from nmt.search import BeamConfig, SampleConfig, sample
+from nmt.utils.runtime import autocast
+
+HELP = """\
+commands (they change the settings of the next answers):
+  :beam N      beam search of width N     :sample        sampling
+  :temp T      temperature (0 = greedy)   :topk K        top-k sampling (0 = off)
+  :topp P      nucleus mass (1 = off)     :len N         max length (0 = auto)
+  :nbest N     answers per line           :seed N|random sampling seed
+  :attn        attention table of the last translation
+  :prefix TEXT force the start of translations (:prefix alone clears it)
+  :help        this text                  :quit          exit (or Ctrl-D)
+type '::text' for text that starts with ':'"""
+
+
+class CommandError(ValueError):
+    """A bad command or argument; the message is shown and the session goes on."""
+
+
+@dataclass
+class Settings:
+    """What the next answer uses; changed live by `:commands`."""
+
+    mode: str = "beam"  # beam | sample
+    beam: int = 5  # beam width B
+    nbest: int = 3  # answers per line: n-best (<= beam) or samples
+    temperature: float = 0.8
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    max_len: int = 0  # LM: characters; translation: target tokens, 0 = a*|src|+b
+    seed: int | None = None  # None = a fresh random seed per answer
+    prefix: str = ""  # translation: forced start of the target
+
+    def describe(self) -> str:
+        length = self.max_len or "auto"
+        seed = "random" if self.seed is None else self.seed
+        return (
+            f"mode={self.mode} beam={self.beam} nbest={self.nbest} "
+            f"temp={self.temperature:g} topk={self.top_k} topp={self.top_p:g} "
+            f"len={length} seed={seed} prefix={self.prefix!r}"
+        )
+
+
+def default_settings(is_lm: bool) -> Settings:
+    if is_lm:
+        return Settings(mode="sample", nbest=1, max_len=300)
+    return Settings()
+
+
+def _number(arg: str, name: str, kind: type, low: float, high: float | None = None):
+    """`kind(arg)` if it is a finite number in [low, high], else CommandError."""
+    try:
+        value = kind(arg)
+        finite = math.isfinite(value)
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float
+        value, finite = math.nan, False
+    if not (finite and low <= value and (high is None or value <= high)):
+        bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
+        raise CommandError(f":{name} needs a number {bound}, got {arg!r}")
+    return value
+
+
+def one_line(text: str) -> str:
+    """Backslash-escape newlines so that one answer is one line (pipe mode)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class Session:
+    """One REPL conversation with a Translator or a TextGenerator."""
+
+    def __init__(
+        self, engine: Translator | TextGenerator, *, plain: bool = False
+    ) -> None:
+        """`plain`: answers are the best output only, on one line (for pipes)."""
+        self.engine = engine
+        self.is_lm = isinstance(engine, TextGenerator)
+        self.settings = default_settings(self.is_lm)
+        self.plain = plain
+        self.done = False
+        self.last_attention: str | None = None
+        self.commands: dict[str, Callable[[str], str]] = {
+            "beam": self._beam,
+            "sample": self._sample_mode,
+            "temp": lambda a: self._set(
+                "temperature", _number(a, "temp", float, 0), True
+            ),
+            "topk": lambda a: self._set("top_k", _number(a, "topk", int, 0), True),
+            "topp": lambda a: self._set(
+                "top_p", _number(a, "topp", float, 1e-6, 1), True
+            ),
+            "len": lambda a: self._set(
+                "max_len", _number(a, "len", int, int(self.is_lm), 100_000)
+            ),
+            "nbest": self._nbest,
+            "seed": self._seed,
+            "attn": self._attn,
+            "prefix": self._prefix,
+            "help": lambda a: f"{HELP}\n{self.settings.describe()}",
+            "quit": self._quit,
+            "q": self._quit,
+            "exit": self._quit,
+        }
+
+    def handle(self, line: str) -> str:
+        """The answer to one input line: a command's reply or the model's output."""
+        line = line.rstrip("\r\n")
+        if line.startswith(":") and not line.startswith("::"):
+            reply = self.command(line)
+        else:
+            reply = self.answer(line[1:] if line.startswith("::") else line)
+        return one_line(reply) if self.plain else reply
+
+    def command(self, line: str) -> str:
+        name, arg = (line[1:].split(None, 1) + ["", ""])[:2]  # any whitespace
+        action = self.commands.get(name.lower())
+        if action is None:
+            return f"unknown command ':{name}'\n{HELP}"
+        try:
+            return action(arg.strip())
+        except CommandError as error:
+            return f"error: {error}"
+
+    # -- commands -------------------------------------------------------------------
+    def _set(self, name: str, value: object, sampling: bool = False) -> str:
+        self.settings = dataclasses.replace(self.settings, **{name: value})
+        if sampling:
+            self.settings.mode = "sample"
+        return self.settings.describe()
+
+    def _beam(self, arg: str) -> str:
+        width = _number(arg, "beam", int, 1, 100)
+        self.settings.nbest = min(self.settings.nbest, width)
+        self.settings.mode = "beam"
+        return self._set("beam", width)
+
+    def _sample_mode(self, arg: str) -> str:
+        self.settings.mode = "sample"
+        return self.settings.describe()
+
+    def _nbest(self, arg: str) -> str:
+        s = self.settings
+        high = s.beam if s.mode == "beam" else 64
+        return self._set("nbest", _number(arg, "nbest", int, 1, high))
+
+    def _seed(self, arg: str) -> str:
+        if arg == "random":
+            return self._set("seed", None)
+        return self._set("seed", _number(arg, "seed", int, 0, 2**63 - 1))
+
+    def _attn(self, arg: str) -> str:
+        if self.is_lm:
+            raise CommandError(":attn needs a translation model (an LM has none)")
+        return self.last_attention or "no attention yet: translate a line first"
+
+    def _prefix(self, arg: str) -> str:
+        if self.is_lm:
+            raise CommandError(
+                ":prefix forces translations; with an LM, type the prompt"
+            )
+        reply = self._set("prefix", arg)
+        unknown = "".join(self.engine.tgt_tok.unknown_chars(arg))
+        if unknown:
+            reply += f" (warning: unknown to the target vocabulary: {unknown!r})"
+        return reply
+
+    def _quit(self, arg: str) -> str:
+        self.done = True
+        return "bye"
+
+    # -- answers --------------------------------------------------------------------
+    def _generator(self, device: torch.device) -> torch.Generator:
+        seed = self.settings.seed
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def _sample_config(self, max_len: int) -> SampleConfig:
+        s = self.settings
+        return SampleConfig(
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            max_len=max_len,
+            num_samples=s.nbest,
+        )
+
+    def answer(self, text: str) -> str:
+        if self.is_lm:
+            return self._continue(text)
+        if not text.strip():
+            return ""
+        if self.settings.mode == "sample":
+            return self._sample_translations(text)
+        return self._translate(text)
+
+    def _continue(self, prompt: str) -> str:
+        s, engine = self.settings, self.engine
+        assert isinstance(engine, TextGenerator)
+        if s.mode == "sample":
+            found = engine.sample(
+                prompt, self._sample_config(s.max_len), self._generator(engine.device)
+            )
+        else:
+            cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
+            found = engine.beam(prompt, s.max_len, cfg)
+        if self.plain:
+            return prompt + found[0].text
+        blocks = []
+        for rank, c in enumerate(found, start=1):
+            head = f"[{rank}] log-prob {c.score:.2f}\n" if c.score is not None else ""
+            blocks.append(head + prompt + c.text)
+        return ("\n" + "-" * 40 + "\n").join(blocks)
+
+    def _beam_config(self) -> BeamConfig:
+        s = self.settings
+        lengths = dict(max_len_a=0.0, max_len_b=s.max_len) if s.max_len else {}
+        return BeamConfig(beam_size=s.beam, nbest=s.nbest, **lengths)
+
+    def _translate(self, text: str) -> str:
+        engine = self.engine
+        assert isinstance(engine, Translator)
+        prefix = engine.tgt_tok.encode(self.settings.prefix) or None
+        hyps = engine.translate([text], self._beam_config(), prefix, offset=None)[0]
+        best = hyps[0]
+        self.last_attention = None
+        if best.attention is not None:
+            ids = engine.encode(text, warn=False)  # `translate` has warned
+            src = [engine.src_tok.decode([i]) for i in ids]
+            tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
+            self.last_attention = attention_table(src, tgt, best.attention)
+        if self.plain:
+            return engine.detokenize(best)
+        return "\n".join(
+            f"[{rank}] {h.score:8.3f}  {engine.detokenize(h)}"
+            for rank, h in enumerate(hyps, start=1)
+        )
+
+    def _sample_translations(self, text: str) -> str:
+        engine = self.engine
+        assert isinstance(engine, Translator)
+        ids = engine.encode(text)
+        prefix = engine.tgt_tok.encode(self.settings.prefix)
+        self.last_attention = None  # sampling keeps no attention
+        base = BeamConfig()
+        max_len = self.settings.max_len or int(
+            base.max_len_a * len(ids) + base.max_len_b
+        )
+        src = torch.tensor([ids], device=engine.device)  # (1, S)
+        lengths = torch.tensor([len(ids)], device=engine.device)  # (1,)
+        with autocast(engine.device, engine.precision):
+            rows = sample(
+                engine.model,
+                (src, lengths),
+                self._sample_config(max_len),
+                prefix=[prefix] if prefix else None,
+                generator=self._generator(engine.device),
+            )
+        texts = [engine.tgt_tok.decode(prefix + row) for row in rows]
+        if self.plain:
+            return texts[0]
+        return "\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))

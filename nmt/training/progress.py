@@ -1,0 +1,89 @@
+"""Settings and bookkeeping of a training loop: LoopConfig (Hydra group `train`),
+Progress (saved in checkpoints), the lr schedule and patience counters.
+
+Shared by translation and the char LM; the loop itself is `loop.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+log = logging.getLogger("nmt.training.loop")
+
+
+@dataclass
+class LoopConfig:
+    """Optimisation, limits, validation and run-time settings (Hydra group `train`)."""
+
+    seed: int = 1
+    lr: float = 1e-3  # Adam learning rate (peak for warmup_decay)
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # gradient-norm clipping; 0 = off
+    schedule: str = "plateau"  # plateau | warmup_decay (inverse sqrt) | constant
+    warmup_steps: int = 1000  # warmup_decay only
+    decay_factor: float = 0.5  # plateau: lr *= factor ...
+    decay_patience: int = 2  # ... after this many validations without a gain
+    min_lr: float = 1e-5
+    max_epochs: int = 0  # 0 = no limit
+    max_steps: int = 0  # 0 = no limit
+    max_minutes: float = 0.0  # wall-clock budget incl. validation; 0 = no limit
+    valid_every: int = 1000  # steps between validations; 0 = once per epoch
+    valid_beam: int = 1  # translation: beam width for validation BLEU (1 = greedy)
+    # early stopping after this many validations without a gain (val BLEU for
+    # translation, val loss for the LM); 0 = off
+    patience: int = 0
+    resume: bool = False  # continue exactly from <run dir>/checkpoints/last.pt
+    threads: int = 0  # torch threads; 0 = all cores available to the process
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 where native) | fp32 | bf16
+    save_every: int = 0  # also write last.pt every N steps; 0 = at validations only
+    log_every: int = 100  # steps between progress log lines (stderr)
+    cache_dir: str = "data/cache"  # translation: trained SentencePiece models
+    # translation: translate the test split with best.pt and `search` at the end
+    test_at_end: bool = True
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in checkpoints so resume is exact."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` already consumed
+    elapsed: float = 0.0  # seconds of training so far (all sessions)
+    lr: float = 0.0
+    best_bleu: float = -1.0  # translation: best val BLEU so far
+    best_loss: float = math.inf  # LM: best val loss (nats/char) so far
+    bad_validations: int = 0  # since the last gain (early stopping)
+    bad_lr: int = 0  # since the last gain or lr decay (plateau schedule)
+    tokens: int = 0  # target tokens (LM: characters) trained on
+    train_seconds: float = 0.0  # time inside optimizer steps (excludes validation)
+
+
+def schedule_lr(cfg: LoopConfig, progress: Progress) -> float:
+    """Learning rate for the next step (warmup_decay), or the current one."""
+    if cfg.schedule == "warmup_decay":
+        step = max(1, progress.step + 1)
+        return cfg.lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    if cfg.schedule in ("plateau", "constant"):
+        return progress.lr or cfg.lr
+    raise ValueError(
+        f"unknown schedule '{cfg.schedule}'; use plateau|warmup_decay|constant"
+    )
+
+
+def after_validation(
+    cfg: LoopConfig, progress: Progress, improved: bool, metric: str
+) -> None:
+    """Update the patience and plateau counters after a validation."""
+    if improved:
+        progress.bad_validations, progress.bad_lr = 0, 0
+        return
+    progress.bad_validations += 1
+    progress.bad_lr += 1
+    if cfg.schedule == "plateau" and progress.bad_lr >= cfg.decay_patience:
+        progress.lr = max(cfg.min_lr, progress.lr * cfg.decay_factor)
+        progress.bad_lr = 0
+        log.info("%s plateau: lr -> %.2e", metric, progress.lr)

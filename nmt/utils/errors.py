@@ -1,0 +1,59 @@
+"""Turn the errors a user can fix into one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+from omegaconf.errors import MissingMandatoryValue, ValidationError
+
+from nmt.data.parallel import DataError
+from nmt.training.checkpoint import CheckpointError
+
+# errors whose message alone tells the user what to fix (no traceback needed)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    DataError,
+    ValueError,
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+    MissingMandatoryValue,  # a required config value not given (`ckpt=`)
+    ValidationError,  # a config value of the wrong type
+)
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of the error's message ("" when it has none)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+
+
+def one_line(error: BaseException) -> str:
+    """`<Type>: <first line of the message>`, at most 300 characters."""
+    line = first_line(error)
+    text = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return text[:300]
+
+
+@contextlib.contextmanager
+def user_errors(prog: str = "nmt") -> Iterator[None]:
+    """Context: known user errors exit with `prog: error: <message>` and no traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {first_line(error) or repr(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def quiet_broken_pipe() -> None:
+    """Let a closed stdout pipe end the process silently (`nmt.translate | head`),
+    as Unix filters do, not with a BrokenPipeError traceback. Main thread only; a
+    no-op where SIGPIPE does not exist."""
+    if (
+        hasattr(signal, "SIGPIPE")
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
