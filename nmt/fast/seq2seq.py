@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nmt.fast import attention as fast_attention
-from nmt.fast.linear import frozen_linear
+from nmt.fast.linear import PlainLinear, frozen_linear
 from nmt.models.rnn import from_rnn, to_rnn
 from nmt.models.seq2seq import PER_ROW, Seq2Seq, reorder_state
 from nmt.utils.runtime import bf16_supported
@@ -88,8 +88,8 @@ class FastSeq2Seq:
                 self.encoder_rnn = copy.deepcopy(model.encoder.rnn).to(dtype)
             if dec.before:
                 self._bahdanau_weights(dtype, int8)
-            else:
-                self.read_weight = w_read[:, :h].to(dtype).contiguous()  # (R, H)
+            else:  # F.linear, as the reference runs it
+                self.read = PlainLinear(w_read[:, :h], dec.readout.bias, dtype)
 
     def _bahdanau_weights(self, dtype: torch.dtype, int8: bool) -> None:
         dec = self.decoder
@@ -115,11 +115,9 @@ class FastSeq2Seq:
     def init_state(self, inputs: tuple[Tensor, Tensor], width: int) -> FastState:
         """inputs = (src (N, S), src_lengths (N,)) -> state with N*width rows."""
         src, src_lengths = inputs
-        model, dec = self.model, self.decoder
+        model, dec, attention = self.model, self.decoder, self.attention_module
         enc = model.encoder(src, src_lengths, self.encoder_rnn)
-        keys = fast_attention.project_keys(
-            self.attention_module, enc.memory
-        )  # (N, S, K)
+        keys = fast_attention.project_keys(attention, enc.memory)  # (N, S, K)
         n, s, m = enc.memory.shape
         values = self.values_map(enc.memory.reshape(n * s, m)).reshape(n, s, -1)
         feed = enc.memory.new_zeros(n * width, dec.readout_size) if dec.feeds else None
@@ -130,7 +128,7 @@ class FastSeq2Seq:
             keys=keys,
             mask=enc.mask,
             values=values,
-            prepared=fast_attention.prepare(self.attention_module, keys),
+            prepared=fast_attention.prepare(attention, keys),
         )
 
     def step(self, tokens: Tensor, state: FastState) -> tuple[Tensor, FastState]:
@@ -206,8 +204,7 @@ class FastSeq2Seq:
         hidden, out = from_rnn(rnn_state, dec.is_lstm), out[:, 0]
         projected = fast_attention.project_query(self.attention_module, out)
         weights, mixed = self._mix(projected, state)  # (N*W, S), (N*W, R)
-        read = F.linear(out, self.read_weight, dec.readout.bias)
-        feats = sigmoid_tanh(read + mixed.to(out.dtype))
+        feats = sigmoid_tanh(self.read(out) + mixed.to(out.dtype))
         new = state._replace(
             hidden=hidden, feed=None if state.feed is None else feats, attn=weights
         )

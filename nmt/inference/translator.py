@@ -17,7 +17,7 @@ from nmt.data.tokenizer import UNK_ID, SentencePieceTokenizer
 from nmt.fast import weights_key
 from nmt.models.seq2seq import Seq2Seq
 from nmt.search import BeamConfig, Hypothesis, beam_search
-from nmt.search.beam import inference
+from nmt.search.stepper import inference
 from nmt.utils.runtime import auto_workers, autocast, autocast_dtype, in_workers
 
 # sentences longer than this many subword tokens are cut (with a warning)

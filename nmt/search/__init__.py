@@ -1,7 +1,8 @@
 """Model-agnostic decoding: the one beam search (width 1 = greedy) and sampling."""
 
-from nmt.search.beam import BeamConfig, Hypothesis, Stepper, beam_search
+from nmt.search.beam import BeamConfig, Hypothesis, beam_search
 from nmt.search.sample import SampleConfig, sample
+from nmt.search.stepper import Stepper
 
 __all__ = [
     "BeamConfig",

@@ -1,16 +1,17 @@
-"""The one beam search for seq2seq and LM (width 1 is greedy); models implement `Stepper`.
+"""The one beam search for seq2seq and LM (width 1 is greedy) over a `Stepper`.
 
+Its settings, its results and the step loop stay in one module (longer than most
+here) because they are read together: every setting is honoured in `_Search`.
 Shapes: N sentences, A sentences still searching, B beam width, V vocab, S source
 length, T steps. Rows are flat: row a*B + b is sentence a, beam b.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,38 +19,7 @@ from torch import Tensor
 
 from nmt.search import scoring
 from nmt.search.scoring import NEG_INF
-
-
-class Stepper(Protocol):
-    """One-step decoder shared by the seq2seq model and the LM; search never sees models."""
-
-    pad_id: int
-    bos_id: int
-    eos_id: int
-
-    def init_state(self, inputs: Any, width: int) -> Any:
-        """Encode `inputs` and tile them: row n*width + b is sentence n, beam b.
-
-        The beam search asks for width 1 and widens the state with `reorder`.
-        """
-
-    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """Feed tokens (rows,); return scores (rows, V) and the next state.
-
-        The scores are logits or log-probs: the searches normalise them (a
-        log-softmax), so a model need not, and the search can fuse it with top-k.
-        """
-
-    def reorder(self, state: Any, index: Tensor) -> Any:
-        """Keep rows `index` (rows',) of the state, in that order.
-
-        `index` lists the rows of each surviving sentence together, the same number
-        per sentence; that number may differ from the state's (1 -> B after the
-        beam search's first step).
-        """
-
-    def attention(self, state: Any) -> Tensor | None:
-        """Attention weights (rows, S) of the last step, or None."""
+from nmt.search.stepper import Stepper, first_tensor, inference, special_tokens
 
 
 @dataclass
@@ -106,35 +76,6 @@ class Hypothesis:
     # (T, S) with T = len(tokens): row i is the step that produced tokens[i]; the
     # EOS step is left out. None when the stepper has no attention.
     attention: Tensor | None = field(default=None, compare=False, repr=False)
-
-
-@contextlib.contextmanager
-def inference(stepper: Any) -> Iterator[None]:
-    """No gradients, and an nn.Module stepper in eval mode; restores its mode after."""
-    training = getattr(stepper, "training", None)
-    if isinstance(training, bool) and hasattr(stepper, "eval"):
-        stepper.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if isinstance(training, bool) and hasattr(stepper, "train"):
-            stepper.train(training)
-
-
-def first_tensor(state: Any) -> Tensor | None:
-    """The first tensor in a state of nested tuples (NamedTuples), lists and dicts."""
-    if isinstance(state, Tensor):
-        return state
-    if not isinstance(state, (dict, list, tuple)):
-        return None
-    items = state.values() if isinstance(state, dict) else state
-    return next((t for t in map(first_tensor, items) if t is not None), None)
-
-
-def special_tokens(stepper: Stepper) -> list[int]:
-    """PAD and BOS ids (unless they double as EOS): never worth generating."""
-    return sorted({stepper.pad_id, stepper.bos_id} - {stepper.eos_id})
 
 
 def beam_search(

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmt.search.beam import Stepper, first_tensor, inference, special_tokens
 from nmt.search.scoring import (
     NEG_INF,
     forbid_tokens,
@@ -23,6 +22,7 @@ from nmt.search.scoring import (
     log_softmax,
     prefix_table,
 )
+from nmt.search.stepper import Stepper, first_tensor, inference, special_tokens
 
 
 @dataclass

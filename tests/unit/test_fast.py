@@ -277,3 +277,28 @@ def test_translator_rebuilds_its_stepper_after_a_weight_update(tiny_spm):
     with torch.no_grad():
         model.output.bias.add_(1.0)  # in place, as an optimizer step
     assert translator.stepper() is not first
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_a_trained_checkpoint_translates_alike_on_both_paths(
+    tiny_checkpoint, beam_size, monkeypatch
+):
+    """The tiny trained model's translations of its corpus, fast and reference."""
+    from nmt.inference.loading import load_translator
+    from tests.conftest import PAIRS
+
+    lines = [de for de, _ in PAIRS]
+    cfg = BeamConfig(beam_size=beam_size, nbest=beam_size, batch_size=5)
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("NMT_FAST", flag)
+        translator, _ = load_translator(
+            tiny_checkpoint, device=torch.device("cpu"), precision="fp32"
+        )
+        hyps = translator.translate(lines, cfg)
+        results[flag] = [[(h.tokens, h.score) for h in hs] for hs in hyps]
+    assert type(translator.stepper()) is Seq2Seq  # the last run: the reference
+    for fast_hyps, ref_hyps in zip(results["1"], results["0"], strict=True):
+        assert [t for t, _ in fast_hyps] == [t for t, _ in ref_hyps]
+        for (_, a), (_, b) in zip(fast_hyps, ref_hyps, strict=True):
+            assert a == pytest.approx(b, abs=1e-4)

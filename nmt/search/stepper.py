@@ -1,0 +1,74 @@
+"""The search protocol: what a model (or a faster copy of it, `nmt.fast`) offers
+the searches, and the helpers both searches use. Shapes: N sentences, B beam
+width, V vocabulary, S source length; rows are flat, row n*B + b.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+
+class Stepper(Protocol):
+    """One-step decoder shared by the seq2seq model and the LM; search never sees models."""
+
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+    def init_state(self, inputs: Any, width: int) -> Any:
+        """Encode `inputs` and tile them: row n*width + b is sentence n, beam b.
+
+        The beam search asks for width 1 and widens the state with `reorder`.
+        """
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """Feed tokens (rows,); return scores (rows, V) and the next state.
+
+        The scores are logits or log-probs: the searches normalise them (a
+        log-softmax), so a model need not, and the search can fuse it with top-k.
+        """
+
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        """Keep rows `index` (rows',) of the state, in that order.
+
+        `index` lists the rows of each surviving sentence together, the same number
+        per sentence; that number may differ from the state's (1 -> B after the
+        beam search's first step).
+        """
+
+    def attention(self, state: Any) -> Tensor | None:
+        """Attention weights (rows, S) of the last step, or None."""
+
+
+@contextlib.contextmanager
+def inference(stepper: Any) -> Iterator[None]:
+    """No gradients, and an nn.Module stepper in eval mode; restores its mode after."""
+    training = getattr(stepper, "training", None)
+    if isinstance(training, bool) and hasattr(stepper, "eval"):
+        stepper.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if isinstance(training, bool) and hasattr(stepper, "train"):
+            stepper.train(training)
+
+
+def first_tensor(state: Any) -> Tensor | None:
+    """The first tensor in a state of nested tuples (NamedTuples), lists and dicts."""
+    if isinstance(state, Tensor):
+        return state
+    if not isinstance(state, (dict, list, tuple)):
+        return None
+    items = state.values() if isinstance(state, dict) else state
+    return next((t for t in map(first_tensor, items) if t is not None), None)
+
+
+def special_tokens(stepper: Stepper) -> list[int]:
+    """PAD and BOS ids (unless they double as EOS): never worth generating."""
+    return sorted({stepper.pad_id, stepper.bos_id} - {stepper.eos_id})
