@@ -19,6 +19,7 @@ from nmt.inference.attention_table import attention_table
 from nmt.inference.generator import TextGenerator
 from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
+from nmt.search.stepper import inference
 from nmt.utils.runtime import autocast
 
 HELP = """\
@@ -266,9 +267,9 @@ class Session:
         )
         src = torch.tensor([ids], device=engine.device)  # (1, S)
         lengths = torch.tensor([len(ids)], device=engine.device)  # (1,)
-        with autocast(engine.device, engine.precision):
+        with inference(engine.model), autocast(engine.device, engine.precision):
             rows = sample(
-                engine.model,
+                engine.stepper(),  # the fast path where it applies
                 (src, lengths),
                 self._sample_config(max_len),
                 prefix=[prefix] if prefix else None,
