@@ -6,6 +6,8 @@ from __future__ import annotations
 import runpy
 import sys
 
+from nmt.utils.errors import quiet_broken_pipe
+
 COMMANDS = {
     "train": "train a translation model or a char LM (Hydra overrides)",
     "evaluate": "translate a split and score it with sacreBLEU (Hydra overrides)",
@@ -24,6 +26,7 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    quiet_broken_pipe()
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return
