@@ -7,15 +7,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import sentencepiece as spm
+
+from nmt.utils.io import atomic_write
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
@@ -185,20 +185,6 @@ def _lines(files: Sequence[Path]) -> Iterator[str]:
                 raise ValueError(f"{path} is not UTF-8 text ({error.reason})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "xb")
-    try:
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _sentencepiece_message(error: Exception, cfg: TokenizerConfig) -> str:
     # "INTERNAL: src/x.cc(638) [condition] Human text." -> "Human text."
     text = " ".join(str(error).split())
@@ -248,8 +234,7 @@ def train_sentencepiece(
         )
     except RuntimeError as error:
         raise ValueError(_sentencepiece_message(error, cfg)) from None
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     return buffer.getvalue()
 
 

@@ -26,6 +26,7 @@ from nmt.training.progress import (  # noqa: F401  (LoopConfig: re-exported for 
     LoopConfig,
     Progress,
 )
+from nmt.utils.io import atomic_write
 from nmt.utils.runtime import autocast
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ class Trainer(TrainingLoop):
                 / "text"
                 / f"{d.root.replace('/', '__')}.{lang}"
             )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            # atomic: parallel sweep jobs write and read the same cached file
+            atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
             paths.append(path)
         return [paths[0]], [paths[1]]
 
