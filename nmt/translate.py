@@ -15,6 +15,7 @@ from typing import BinaryIO, TextIO
 
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.io import decode_utf8
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
@@ -70,15 +71,12 @@ def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
     '\\n' separates lines, a trailing '\\r' is dropped."""
     lines: list[str] = []
     for number, raw in enumerate(stream, start=1):
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
+        line, valid = decode_utf8(raw.rstrip(b"\n").rstrip(b"\r"))
+        if not valid:
             print(
                 f"warning: line {number} is not valid UTF-8; bad bytes replaced",
                 file=sys.stderr,
             )
-            line = raw.decode("utf-8", errors="replace")
         lines.append(line)
         if len(lines) == chunk:
             yield lines

@@ -1,12 +1,11 @@
 """The character LM's data: one text file split train/validation, cut into N
 parallel streams and read in windows for truncated BPTT.
 
-Not for parallel text (`data.py`). Shapes: N streams, T window length (bptt).
+Not for parallel text (`parallel.py`). Shapes: N streams, T window length (bptt).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,18 +13,6 @@ import torch
 from torch import Tensor
 
 from nmt.data.parallel import DataError
-
-
-def read_text(path: str | Path) -> str:
-    """The whole file as text; invalid UTF-8 is replaced (with a warning)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"text file not found: {path} (set data.path=FILE)")
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
-    if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
-        print(f"warning: invalid UTF-8 in {path} replaced by U+FFFD", file=sys.stderr)
-    return text
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:

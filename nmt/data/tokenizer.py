@@ -1,6 +1,6 @@
 """Tokenizers: the `Tokenizer` protocol, cached SentencePiece training, characters.
 
-Only text <-> ids; not for reading corpora or batching (`data.py`)."""
+Only text <-> ids; not for reading corpora or batching (`parallel.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import sentencepiece as spm
 
-from nmt.utils.io import atomic_write
+from nmt.utils.io import atomic_write, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
@@ -177,12 +177,7 @@ def _cache_key(files: Sequence[Path], options: dict[str, object]) -> str:
 def _lines(files: Sequence[Path]) -> Iterator[str]:
     # an iterator, not `input=a,b`, so paths may contain commas
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            try:
-                for line in f:
-                    yield line.rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path} is not UTF-8 text ({error.reason})") from None
+        yield from read_lines(path)
 
 
 def _sentencepiece_message(error: Exception, cfg: TokenizerConfig) -> str:

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from nmt.data.chars import CharStream, read_text, split_text
+from nmt.data.chars import CharStream, split_text
+from nmt.data.parallel import DataError
 from nmt.data.tokenizer import UNK_ID, CharTokenizer
 from nmt.models.lm import CharLM
 from nmt.training.loop import TrainingLoop
 from nmt.training.progress import Progress
+from nmt.utils.io import read_text
 from nmt.utils.runtime import autocast
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class LMTrainer(TrainingLoop):
         d = self.cfg.data
         if not d.path:
             raise ValueError("task=lm needs data.path=FILE (a UTF-8 text file)")
+        if not Path(d.path).is_file():
+            raise DataError(f"text file not found: {d.path} (set data.path=FILE)")
         train, val = split_text(read_text(d.path), d.val_fraction)
         if resume is not None:
             self.tokenizer = CharTokenizer.from_bytes(resume["tokenizers"]["chars"])

@@ -1,11 +1,12 @@
 """Files: the one atomic write and the one UTF-8 text reader (bad bytes replaced, with
-a warning). Not for what goes into a file (checkpoints, results, caches do that)."""
+a warning). Not for what goes into a file (checkpoints, results, caches decide)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -60,3 +61,45 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def decode_utf8(raw: bytes) -> tuple[str, bool]:
+    """`raw` as text with invalid UTF-8 replaced by U+FFFD, and whether it was valid."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), False
+
+
+_warned: set[tuple[str, int, int]] = set()  # (file, size, mtime) warned about
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as text. Invalid UTF-8 is replaced by U+FFFD, with a warning
+    on stderr that names the file and its bad lines (once per file and process:
+    training reads its corpus more than once)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    text, valid = decode_utf8(raw)
+    if not valid:
+        status = path.stat()
+        key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
+        if key not in _warned:
+            _warned.add(key)
+            lines = enumerate(raw.split(b"\n"), start=1)
+            bad = [n for n, line in lines if not decode_utf8(line)[1]]
+            print(
+                f"warning: invalid UTF-8 in {path} replaced by U+FFFD on "
+                f"{len(bad)} line(s), the first is line {bad[0]}",
+                file=sys.stderr,
+            )
+    return text
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a text file read by `read_text`. Only "\\n" ends a line (not
+    U+2028 and the like), a trailing "\\r" is dropped, a final newline adds no line."""
+    lines = read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.utils.io import atomic_write
+from nmt.utils.io import atomic_write, decode_utf8, read_lines, read_text
 
 
 class Boom(Exception):
@@ -71,3 +71,39 @@ def test_a_failing_first_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(Boom):
         atomic_write(tmp_path / "file", explode)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- reading UTF-8 text --------------------------------------------------------------
+def test_decode_replaces_bad_bytes_and_says_so() -> None:
+    assert decode_utf8("Grüße".encode()) == ("Grüße", True)
+    assert decode_utf8(b"ok \xff \xe2\x82") == ("ok \ufffd \ufffd", False)
+
+
+def test_read_text_replaces_bad_bytes_with_one_warning(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "t.txt"
+    genuine = "\ufffd".encode()  # a real U+FFFD is no bad byte
+    path.write_bytes(b"ok\n\xff bad\nfine " + genuine + b"\nbad \xe2\x82\n")
+    assert read_text(path) == "ok\n\ufffd bad\nfine \ufffd\nbad \ufffd\n"
+    assert read_text(path) == read_text(path)  # read again: no second warning
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        f"warning: invalid UTF-8 in {path} replaced by U+FFFD on 2 line(s), "
+        "the first is line 2"
+    ]
+
+
+def test_a_genuine_replacement_character_is_no_warning(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("fine \ufffd\n", encoding="utf-8")
+    assert read_text(path) == "fine \ufffd\n"
+    assert capsys.readouterr().err == ""
+
+
+def test_read_lines_splits_on_newline_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("a\r\nb\u2028c\n\nd", encoding="utf-8", newline="")
+    assert read_lines(path) == ["a", "b\u2028c", "", "d"]
+    path.write_text("a\n", encoding="utf-8")
+    assert read_lines(path) == ["a"]
+    path.write_text("", encoding="utf-8")
+    assert read_lines(path) == []

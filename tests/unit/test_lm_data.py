@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.data.chars import CharStream, read_text, split_text
+from nmt.data.chars import CharStream, split_text
 from nmt.data.parallel import DataError
 
 
@@ -17,15 +17,6 @@ def test_split_keeps_the_first_part_for_training():
         split_text(text, 1.0)
     with pytest.raises(DataError, match="too short"):
         split_text("abc", 0.1)
-
-
-def test_read_text_missing_file_and_bad_utf8(tmp_path, capsys):
-    with pytest.raises(DataError, match="not found"):
-        read_text(tmp_path / "nope.txt")
-    path = tmp_path / "t.txt"
-    path.write_bytes(b"ok \xff text")
-    assert read_text(path) == "ok \ufffd text"
-    assert "invalid UTF-8" in capsys.readouterr().err
 
 
 def test_streams_are_consecutive_text_and_windows_continue_row_by_row():

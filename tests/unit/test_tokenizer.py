@@ -267,15 +267,24 @@ def test_missing_input_file(tmp_path: Path) -> None:
         train_sentencepiece([tmp_path / "nope.de"], TINY, tmp_path / "cache")
 
 
-def test_empty_or_non_utf8_text_is_value_error(tmp_path: Path) -> None:
+def test_empty_text_is_value_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.de"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="hold no text"):
         train_sentencepiece([empty], TINY, tmp_path / "cache")
-    latin1 = tmp_path / "latin1.de"
-    latin1.write_bytes("Grüße\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin1.de is not UTF-8"):
-        train_sentencepiece([latin1], TINY, tmp_path / "cache")
+
+
+def test_invalid_utf8_is_replaced_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = _write(tmp_path / "latin1.de", [de for de, _ in PAIRS])
+    latin1.write_bytes(latin1.read_text(encoding="utf-8").encode("latin-1"))
+    src, tgt = build_tokenizers([latin1], [latin1], TINY, tmp_path / "cache")
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and "invalid UTF-8 in" in warnings[0]
+    bad_lines = sum(not de.isascii() for de, _ in PAIRS)
+    assert "latin1.de" in warnings[0] and f"on {bad_lines} line(s)" in warnings[0]
+    assert "\ufffd" not in tgt.unknown_chars("Gr\ufffd\ufffde")  # a known char
 
 
 # -- CharTokenizer -------------------------------------------------------------
