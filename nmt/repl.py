@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.text import one_line
 
 DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
@@ -40,11 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _error_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"error: {type(error).__name__}: {lines[0] if lines else ''}"[:300]
-
-
 def respond(session: Any, line: str) -> str:
     """session.handle(line), with any exception turned into an `error: ...` line."""
     try:
@@ -52,7 +48,7 @@ def respond(session: Any, line: str) -> str:
     except KeyboardInterrupt:
         raise
     except Exception as error:  # the REPL never dies on bad input
-        return _error_line(error)
+        return f"error: {one_line(error)}"
 
 
 def run_pipe(session: Any, lines: Iterable[str], out: TextIO) -> None:

@@ -16,6 +16,7 @@ from typing import BinaryIO, TextIO
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
+from nmt.utils.text import flatten
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
@@ -85,10 +86,6 @@ def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
         yield lines
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split("\n")).replace("\r", " ")
-
-
 def translate_stream(
     translator,
     source: BinaryIO,
@@ -104,10 +101,10 @@ def translate_stream(
         for i, hyps in enumerate(translator.translate(lines, cfg, offset=count)):
             if nbest:
                 for hyp in hyps[:nbest]:
-                    text = one_line(translator.detokenize(hyp))
+                    text = flatten(translator.detokenize(hyp))
                     sink.write(f"{count + i} ||| {text} ||| {hyp.score:.4f}\n")
             else:
-                text = one_line(translator.detokenize(hyps[0]))
+                text = flatten(translator.detokenize(hyps[0]))
                 sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
         sink.flush()
         count += len(lines)

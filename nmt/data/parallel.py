@@ -16,6 +16,7 @@ from torch import Tensor
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from nmt.utils.io import read_lines
+from nmt.utils.text import first_line
 
 HUB_SPLITS = {"val": "validation", "valid": "validation", "test_2016_flickr": "test"}
 
@@ -81,9 +82,9 @@ def _load_hub(name: str, split: str, langs: Sequence[str]) -> list[list[str]]:
     try:
         table = datasets.load_dataset(name, split=HUB_SPLITS.get(split, split))
     except (ConnectionError, OSError, ValueError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise DataError(
-            f"cannot load '{name}' from the Hugging Face hub ({first}); "
+            f"cannot load '{name}' from the Hugging Face hub ({reason}); "
             "give a local directory instead: data.root=DIR with {split}.{lang} files"
         ) from None
     return [list(table[lang][:]) for lang in langs]

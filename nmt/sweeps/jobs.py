@@ -18,8 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.utils.errors import USER_ERRORS, one_line, user_errors
+from nmt.utils.errors import USER_ERRORS, user_errors
 from nmt.utils.io import atomic_write
+from nmt.utils.text import one_line
 
 log = logging.getLogger("nmt.sweeps.jobs")
 

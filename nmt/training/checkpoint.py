@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from nmt.utils.io import atomic_write
+from nmt.utils.text import first_line
 
 FORMAT = "nmt"
 FORMAT_VERSION = 1
@@ -56,10 +57,8 @@ def _check_loadable(path: Path) -> None:
 
 
 def _first_sentence(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if not text:
-        return type(error).__name__
-    return text.split(". ")[0].rstrip(".")
+    # torch's messages go on with advice after their first sentence
+    return (first_line(error) or type(error).__name__).split(". ")[0].rstrip(".")
 
 
 def _refused_global(error: Exception) -> str | None:
