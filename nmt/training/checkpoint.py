@@ -130,6 +130,26 @@ def _check_format(payload: object, name: str) -> dict[str, Any]:
     return payload
 
 
+def check_resumable(
+    payload: dict[str, Any], path: Path, kind: str, model: dict[str, Any]
+) -> None:
+    """ValueError unless `payload` (from `path`) is a `kind` checkpoint of `model`
+    (the run's model config as a dict), so that training can continue from it."""
+    if payload.get("kind") != kind:
+        raise ValueError(
+            f"cannot resume {path}: it is a '{payload.get('kind')}' checkpoint "
+            f"and this run trains '{kind}'"
+        )
+    saved = payload["config"]["model"]
+    diff = [
+        f"{k}={saved.get(k)!r}->{v!r}" for k, v in model.items() if saved.get(k) != v
+    ]
+    if diff:
+        raise ValueError(
+            f"cannot resume {path}: model config differs ({', '.join(diff)})"
+        )
+
+
 def rng_state() -> dict[str, Any]:
     """The Python, torch CPU and (if present) CUDA RNG states, checkpoint-safe.
 
