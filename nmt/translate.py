@@ -22,6 +22,7 @@ CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
 
 def build_parser() -> argparse.ArgumentParser:
+    search = BeamConfig()  # the flags default to the search's own defaults
     p = argparse.ArgumentParser(
         prog="nmt.translate", description=__doc__.splitlines()[0]
     )
@@ -30,14 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument(
+        "--batch-size", type=int, default=search.batch_size, help="sentences per batch"
+    )
     p.add_argument(
         "--workers",
         type=int,
-        default=0,
+        default=search.workers,
         help="batches decoded at once, sharing the threads (0 = auto: 2 on a CPU)",
     )
-    p.add_argument("--beam", type=int, default=5, help="beam width B (1 = greedy)")
+    p.add_argument(
+        "--beam", type=int, default=search.beam_size, help="beam width B (1 = greedy)"
+    )
     p.add_argument(
         "--nbest",
         type=int,
@@ -46,12 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(fewer when fewer distinct ones exist: an empty line has one, empty)",
     )
     p.add_argument(
-        "--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)"
+        "--len-penalty",
+        type=float,
+        default=search.len_penalty,
+        help="GNMT alpha (0 = off)",
     )
     p.add_argument(
-        "--max-len-a", type=float, default=1.5, help="max length = a*|src| + b"
+        "--max-len-a",
+        type=float,
+        default=search.max_len_a,
+        help="max length = a*|src| + b",
     )
-    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--max-len-b", type=int, default=search.max_len_b)
     p.add_argument(
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
