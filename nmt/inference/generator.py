@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.tokenizer import UNK_ID
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig, beam_search, sample
 from nmt.utils.runtime import autocast

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from nmt.data.chars import CharStream, split_text
+from nmt.data.chars import CharStream, CharTokenizer, split_text
 from nmt.data.parallel import DataError
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.tokenizer import UNK_ID
 from nmt.models.lm import CharLM
 from nmt.training.loop import StepLoss, TrainingLoop
 from nmt.utils.io import read_text

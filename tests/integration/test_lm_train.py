@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from nmt.data.chars import CharTokenizer
 from nmt.data.parallel import DataError
-from nmt.data.tokenizer import CharTokenizer
 from nmt.models.lm import CharLM
 from nmt.train import run_train
 from nmt.training.checkpoint import load_checkpoint

@@ -6,7 +6,8 @@ import dataclasses
 
 import torch
 
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.tokenizer import UNK_ID
 from nmt.inference.generator import START, Continuation, TextGenerator
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig
