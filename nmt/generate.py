@@ -14,6 +14,7 @@ import time
 
 from nmt.search import BeamConfig, SampleConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
 
 SEPARATOR = "-" * 40
 
@@ -49,11 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continuations (n-best with --beam)",
     )
     p.add_argument("--seed", type=int, help="sampling seed (default: random, logged)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
-    )
+    add_runtime_flags(p, precisions="auto | fp32 | bf16")
     return p
 
 
@@ -92,12 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_broken_pipe()
     with user_errors("nmt.generate"):
         from nmt.inference.loading import load_generator
-        from nmt.utils.runtime import pick_device, set_threads
 
-        set_threads(args.threads)
-        generator, _ = load_generator(
-            args.ckpt, device=pick_device(args.device), precision=args.precision
-        )
+        generator, _ = load_generator(args.ckpt, **runtime_from_flags(args))
         began = time.perf_counter()
         texts = continuations(generator, args)
         seconds = time.perf_counter() - began

@@ -16,6 +16,7 @@ from typing import BinaryIO, TextIO
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
+from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
 from nmt.utils.text import flatten
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
@@ -66,14 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        help="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    add_runtime_flags(
+        p, precisions="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)"
     )
     return p
 
@@ -158,12 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         check_args(args)
         cfg = dataclasses.replace(cfg, nbest=max(1, args.nbest))
         from nmt.inference.loading import load_translator
-        from nmt.utils.runtime import pick_device, set_threads
 
-        set_threads(args.threads)
-        translator, _ = load_translator(
-            args.ckpt, device=pick_device(args.device), precision=args.precision
-        )
+        translator, _ = load_translator(args.ckpt, **runtime_from_flags(args))
         source = open(args.input, "rb") if args.input else sys.stdin.buffer
         sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
         try:
