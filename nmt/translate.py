@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
+def read_chunks(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
     """Chunks of decoded lines; invalid UTF-8 is replaced (with a warning), only
     '\\n' separates lines, a trailing '\\r' is dropped."""
     lines: list[str] = []
@@ -103,7 +103,7 @@ def translate_stream(
 ) -> int:
     """Translate `source` into `sink`; returns the number of input lines."""
     count = 0
-    for lines in read_lines(source, cfg.batch_size * CHUNK_BATCHES):
+    for lines in read_chunks(source, cfg.batch_size * CHUNK_BATCHES):
         for i, hyps in enumerate(translator.translate(lines, cfg, offset=count)):
             if nbest:
                 for hyp in hyps[:nbest]:
