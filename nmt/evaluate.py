@@ -7,7 +7,6 @@ Multirun-able: `python -m nmt.evaluate -m ckpt=PATH +sweep=beam` compares beam w
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -20,7 +19,7 @@ from nmt.config import EvaluateConfig, config_path, register_configs
 from nmt.data.parallel import load_parallel
 from nmt.inference.loading import load_translator
 from nmt.inference.metrics import corpus_scores
-from nmt.sweeps.jobs import objective, run_job
+from nmt.sweeps.jobs import objective, run_job, write_result
 from nmt.utils.memory import PeakMemory
 from nmt.utils.runtime import pick_device, set_threads
 
@@ -67,7 +66,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         "precision": translator.precision,
         "hypotheses": str(out),
     }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(run_dir, result)
     print(scores.bleu_verbose)
     print(f"BLEU = {scores.bleu:.2f}  signature: {scores.bleu_signature}")
     print(f"chrF2 = {scores.chrf:.2f}  signature: {scores.chrf_signature}")

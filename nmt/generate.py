@@ -14,11 +14,13 @@ import time
 
 from nmt.search import BeamConfig, SampleConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
 
 SEPARATOR = "-" * 40
 
 
 def build_parser() -> argparse.ArgumentParser:
+    sampling = SampleConfig()  # the flags default to sampling's own defaults
     p = argparse.ArgumentParser(
         prog="nmt.generate", description=__doc__.splitlines()[0]
     )
@@ -26,22 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prompt", default="", help="text to continue (default: a line start)"
     )
-    p.add_argument("--max-chars", type=int, default=500, help="characters to add")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (argmax)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among k best (0=off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
+    p.add_argument(
+        "--max-chars", type=int, default=sampling.max_len, help="characters to add"
+    )
+    p.add_argument(  # the CLI's own default, not SampleConfig's 1.0
+        "--temperature", type=float, default=0.8, help="0 = greedy (argmax)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=sampling.top_k, help="sample among k best (0=off)"
+    )
+    p.add_argument(
+        "--top-p", type=float, default=sampling.top_p, help="nucleus mass (1 = off)"
+    )
     p.add_argument(
         "--beam", type=int, default=0, help="beam width B; 0 = sample (default)"
     )
     p.add_argument(
-        "--num-samples", type=int, default=1, help="continuations (n-best with --beam)"
+        "--num-samples",
+        type=int,
+        default=sampling.num_samples,
+        help="continuations (n-best with --beam)",
     )
     p.add_argument("--seed", type=int, help="sampling seed (default: random, logged)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
-    )
+    add_runtime_flags(p, precisions="auto | fp32 | bf16")
     return p
 
 
@@ -80,12 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_broken_pipe()
     with user_errors("nmt.generate"):
         from nmt.inference.loading import load_generator
-        from nmt.utils.runtime import pick_device, set_threads
 
-        set_threads(args.threads)
-        generator, _ = load_generator(
-            args.ckpt, device=pick_device(args.device), precision=args.precision
-        )
+        generator, _ = load_generator(args.ckpt, **runtime_from_flags(args))
         began = time.perf_counter()
         texts = continuations(generator, args)
         seconds = time.perf_counter() - began

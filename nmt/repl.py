@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
+from nmt.utils.text import one_line
 
 DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
@@ -28,21 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_HISTORY),
         help="history file ('' = keep history in memory only)",
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        help="auto | fp32 | bf16 | int8 (translation models on a CPU)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    add_runtime_flags(
+        p, precisions="auto | fp32 | bf16 | int8 (translation models on a CPU)"
     )
     return p
-
-
-def _error_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"error: {type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def respond(session: Any, line: str) -> str:
@@ -52,7 +43,7 @@ def respond(session: Any, line: str) -> str:
     except KeyboardInterrupt:
         raise
     except Exception as error:  # the REPL never dies on bad input
-        return _error_line(error)
+        return f"error: {one_line(error)}"
 
 
 def run_pipe(session: Any, lines: Iterable[str], out: TextIO) -> None:
@@ -106,12 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         from nmt.inference.generator import TextGenerator
         from nmt.inference.loading import load_any
         from nmt.inference.session import Session
-        from nmt.utils.runtime import pick_device, set_threads
 
-        set_threads(args.threads)
-        engine, cfg = load_any(
-            args.ckpt, device=pick_device(args.device), precision=args.precision
-        )
+        engine, cfg = load_any(args.ckpt, **runtime_from_flags(args))
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     session = Session(engine, plain=not interactive)
     if isinstance(engine, TextGenerator):

@@ -15,11 +15,15 @@ from typing import BinaryIO, TextIO
 
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
+from nmt.utils.io import decode_utf8
+from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
+from nmt.utils.text import flatten
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
 
 def build_parser() -> argparse.ArgumentParser:
+    search = BeamConfig()  # the flags default to the search's own defaults
     p = argparse.ArgumentParser(
         prog="nmt.translate", description=__doc__.splitlines()[0]
     )
@@ -28,14 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument(
+        "--batch-size", type=int, default=search.batch_size, help="sentences per batch"
+    )
     p.add_argument(
         "--workers",
         type=int,
-        default=0,
+        default=search.workers,
         help="batches decoded at once, sharing the threads (0 = auto: 2 on a CPU)",
     )
-    p.add_argument("--beam", type=int, default=5, help="beam width B (1 = greedy)")
+    p.add_argument(
+        "--beam", type=int, default=search.beam_size, help="beam width B (1 = greedy)"
+    )
     p.add_argument(
         "--nbest",
         type=int,
@@ -44,51 +52,44 @@ def build_parser() -> argparse.ArgumentParser:
         "(fewer when fewer distinct ones exist: an empty line has one, empty)",
     )
     p.add_argument(
-        "--len-penalty", type=float, default=1.0, help="GNMT alpha (0 = off)"
+        "--len-penalty",
+        type=float,
+        default=search.len_penalty,
+        help="GNMT alpha (0 = off)",
     )
     p.add_argument(
-        "--max-len-a", type=float, default=1.5, help="max length = a*|src| + b"
+        "--max-len-a",
+        type=float,
+        default=search.max_len_a,
+        help="max length = a*|src| + b",
     )
-    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--max-len-b", type=int, default=search.max_len_b)
     p.add_argument(
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        help="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    add_runtime_flags(
+        p, precisions="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)"
     )
     return p
 
 
-def read_lines(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
+def read_chunks(stream: BinaryIO, chunk: int) -> Iterator[list[str]]:
     """Chunks of decoded lines; invalid UTF-8 is replaced (with a warning), only
     '\\n' separates lines, a trailing '\\r' is dropped."""
     lines: list[str] = []
     for number, raw in enumerate(stream, start=1):
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
+        line, valid = decode_utf8(raw.rstrip(b"\n").rstrip(b"\r"))
+        if not valid:
             print(
                 f"warning: line {number} is not valid UTF-8; bad bytes replaced",
                 file=sys.stderr,
             )
-            line = raw.decode("utf-8", errors="replace")
         lines.append(line)
         if len(lines) == chunk:
             yield lines
             lines = []
     if lines:
         yield lines
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split("\n")).replace("\r", " ")
 
 
 def translate_stream(
@@ -102,14 +103,14 @@ def translate_stream(
 ) -> int:
     """Translate `source` into `sink`; returns the number of input lines."""
     count = 0
-    for lines in read_lines(source, cfg.batch_size * CHUNK_BATCHES):
+    for lines in read_chunks(source, cfg.batch_size * CHUNK_BATCHES):
         for i, hyps in enumerate(translator.translate(lines, cfg, offset=count)):
             if nbest:
                 for hyp in hyps[:nbest]:
-                    text = one_line(translator.detokenize(hyp))
+                    text = flatten(translator.detokenize(hyp))
                     sink.write(f"{count + i} ||| {text} ||| {hyp.score:.4f}\n")
             else:
-                text = one_line(translator.detokenize(hyps[0]))
+                text = flatten(translator.detokenize(hyps[0]))
                 sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
         sink.flush()
         count += len(lines)
@@ -152,12 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         check_args(args)
         cfg = dataclasses.replace(cfg, nbest=max(1, args.nbest))
         from nmt.inference.loading import load_translator
-        from nmt.utils.runtime import pick_device, set_threads
 
-        set_threads(args.threads)
-        translator, _ = load_translator(
-            args.ckpt, device=pick_device(args.device), precision=args.precision
-        )
+        translator, _ = load_translator(args.ckpt, **runtime_from_flags(args))
         source = open(args.input, "rb") if args.input else sys.stdin.buffer
         sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
         try:

@@ -1,31 +1,76 @@
-"""The character LM's data: one text file split train/validation, cut into N
-parallel streams and read in windows for truncated BPTT.
+"""The character LM's data: its tokenizer (one id per character), one text split
+train/validation, cut into N parallel streams and read in windows for truncated BPTT.
 
-Not for parallel text (`data.py`). Shapes: N streams, T window length (bptt).
+Not for parallel text (`parallel.py`). Shapes: N streams, T window length (bptt).
 """
 
 from __future__ import annotations
 
-import sys
+import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from nmt.data.parallel import DataError
+from nmt.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_PIECES,
+    UNK_ID,
+    UNK_TEXT,
+    strip_specials,
+)
 
 
-def read_text(path: str | Path) -> str:
-    """The whole file as text; invalid UTF-8 is replaced (with a warning)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"text file not found: {path} (set data.path=FILE)")
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
-    if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
-        print(f"warning: invalid UTF-8 in {path} replaced by U+FFFD", file=sys.stderr)
-    return text
+class CharTokenizer:
+    """One id per character: pad 0, unk 1, bos 2, eos 3, then sorted characters."""
+
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        """Tokenizer over `chars` (distinct single characters, in id order)."""
+        chars = list(chars)
+        single = all(isinstance(c, str) and len(c) == 1 for c in chars)
+        if not single or len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer needs distinct single characters")
+        self.chars = chars
+        self._ids = {c: i for i, c in enumerate(chars, start=len(SPECIAL_PIECES))}
+        self._chars = {i: c for c, i in self._ids.items()}
+        self.vocab_size: int = len(SPECIAL_PIECES) + len(chars)
+
+    @classmethod
+    def build(cls, text: str) -> CharTokenizer:
+        """Vocabulary of the distinct characters of `text`."""
+        return cls(sorted(set(text)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CharTokenizer:
+        """Tokenizer from `to_bytes()`; ValueError if not a JSON list of characters."""
+        try:
+            chars = json.loads(bytes(data).decode("utf-8"))
+        except ValueError:  # also UnicodeDecodeError, JSONDecodeError
+            chars = None
+        if not isinstance(chars, list):
+            raise ValueError("not a CharTokenizer vocabulary (JSON list)")
+        return cls(chars)
+
+    def to_bytes(self) -> bytes:
+        """The character list as UTF-8 JSON."""
+        return json.dumps(self.chars, ensure_ascii=False).encode("utf-8")
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the characters of `text` (unseen ones -> UNK), no BOS/EOS."""
+        return [self._ids.get(c, UNK_ID) for c in text]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` for each line."""
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`; stops at the first EOS, skips PAD/BOS, UNK -> '⁇'."""
+        return "".join(self._chars.get(i, UNK_TEXT) for i in strip_specials(ids))
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:

@@ -1,13 +1,12 @@
 """Parallel text loading, length filtering and token-bucketed batches.
 
-Not for tokenizer training (`tokenizer.py`) nor for the char LM stream (`lm_data.py`).
+Not for tokenizer training (`tokenizer.py`) nor for the char LM stream (`chars.py`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import torch
 from torch import Tensor
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from nmt.utils.io import read_lines
+from nmt.utils.text import first_line
 
 HUB_SPLITS = {"val": "validation", "valid": "validation", "test_2016_flickr": "test"}
 
@@ -40,7 +41,7 @@ class DataConfig:
     # batches are formed inside pools of this many batches' worth of sorted pairs
     pool_batches: int = 100
     # -- LM only (task=lm): the fields above are for translation ------------------
-    # UTF-8 text file the character LM trains on (see lm_data.py)
+    # UTF-8 text file the character LM trains on (see chars.py)
     path: str = ""
     # the last this share of the text is validation, the rest trains
     val_fraction: float = 0.1
@@ -52,17 +53,6 @@ class DataConfig:
 
 class DataError(Exception):
     """A data problem the user can fix; its message is one line."""
-
-
-def _read_lines(path: Path) -> list[str]:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
-    if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
-        print(f"warning: invalid UTF-8 in {path} replaced by U+FFFD", file=sys.stderr)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
 
 
 def split_files(root: str | Path, split: str, langs: Sequence[str]) -> list[Path]:
@@ -92,9 +82,9 @@ def _load_hub(name: str, split: str, langs: Sequence[str]) -> list[list[str]]:
     try:
         table = datasets.load_dataset(name, split=HUB_SPLITS.get(split, split))
     except (ConnectionError, OSError, ValueError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise DataError(
-            f"cannot load '{name}' from the Hugging Face hub ({first}); "
+            f"cannot load '{name}' from the Hugging Face hub ({reason}); "
             "give a local directory instead: data.root=DIR with {split}.{lang} files"
         ) from None
     return [list(table[lang][:]) for lang in langs]
@@ -112,7 +102,7 @@ def load_parallel(root: str, split: str, langs: Sequence[str]) -> list[list[str]
         One list of lines per language, all of the same length.
     """
     if Path(root).exists():
-        columns = [_read_lines(p) for p in split_files(root, split, langs)]
+        columns = [read_lines(p) for p in split_files(root, split, langs)]
     elif "/" in root and not root.startswith((".", "/")):
         columns = _load_hub(root, split, langs)
     else:

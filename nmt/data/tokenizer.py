@@ -1,21 +1,22 @@
-"""Tokenizers: the `Tokenizer` protocol, cached SentencePiece training, characters.
+"""The `Tokenizer` protocol, its special ids and cached SentencePiece training.
 
-Only text <-> ids; not for reading corpora or batching (`data.py`)."""
+Only text <-> ids; not for reading corpora or batching (`parallel.py`), nor the char
+LM's tokenizer (`chars.py`)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import sentencepiece as spm
+
+from nmt.utils.io import atomic_write, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
@@ -62,8 +63,8 @@ class Tokenizer(Protocol):
     def to_bytes(self) -> bytes: ...
 
 
-def _strip_specials(ids: Sequence[int]) -> list[int]:
-    """Ids up to the first EOS, without PAD and BOS."""
+def strip_specials(ids: Sequence[int]) -> list[int]:
+    """Ids up to the first EOS, without PAD and BOS (what every tokenizer decodes)."""
     ids = [int(i) for i in ids]
     ids = ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
     return [i for i in ids if i not in (PAD_ID, BOS_ID)]
@@ -118,7 +119,7 @@ class SentencePieceTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; stops at the first EOS and skips PAD/BOS."""
-        ids = _strip_specials(ids)
+        ids = strip_specials(ids)
         if self._piece_ids is not None:
             pieces, size = self._piece_ids, len(self._piece_ids)
             ids = [pieces[i] if 0 <= i < size else UNK_ID for i in ids]
@@ -177,26 +178,7 @@ def _cache_key(files: Sequence[Path], options: dict[str, object]) -> str:
 def _lines(files: Sequence[Path]) -> Iterator[str]:
     # an iterator, not `input=a,b`, so paths may contain commas
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            try:
-                for line in f:
-                    yield line.rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path} is not UTF-8 text ({error.reason})") from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "xb")
-    try:
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield from read_lines(path)
 
 
 def _sentencepiece_message(error: Exception, cfg: TokenizerConfig) -> str:
@@ -248,8 +230,7 @@ def train_sentencepiece(
         )
     except RuntimeError as error:
         raise ValueError(_sentencepiece_message(error, cfg)) from None
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     return buffer.getvalue()
 
 
@@ -302,52 +283,3 @@ def restrict_pieces(model_proto: bytes, files: Sequence[Path]) -> bytes:
         if piece.type == kinds.NORMAL and i not in seen:
             piece.type = kinds.UNUSED
     return model.SerializeToString()
-
-
-class CharTokenizer:
-    """One id per character: pad 0, unk 1, bos 2, eos 3, then sorted characters."""
-
-    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
-
-    def __init__(self, chars: Sequence[str]) -> None:
-        """Tokenizer over `chars` (distinct single characters, in id order)."""
-        chars = list(chars)
-        single = all(isinstance(c, str) and len(c) == 1 for c in chars)
-        if not single or len(set(chars)) != len(chars):
-            raise ValueError("CharTokenizer needs distinct single characters")
-        self.chars = chars
-        self._ids = {c: i for i, c in enumerate(chars, start=len(SPECIAL_PIECES))}
-        self._chars = {i: c for c, i in self._ids.items()}
-        self.vocab_size: int = len(SPECIAL_PIECES) + len(chars)
-
-    @classmethod
-    def build(cls, text: str) -> CharTokenizer:
-        """Vocabulary of the distinct characters of `text`."""
-        return cls(sorted(set(text)))
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CharTokenizer:
-        """Tokenizer from `to_bytes()`; ValueError if not a JSON list of characters."""
-        try:
-            chars = json.loads(bytes(data).decode("utf-8"))
-        except ValueError:  # also UnicodeDecodeError, JSONDecodeError
-            chars = None
-        if not isinstance(chars, list):
-            raise ValueError("not a CharTokenizer vocabulary (JSON list)")
-        return cls(chars)
-
-    def to_bytes(self) -> bytes:
-        """The character list as UTF-8 JSON."""
-        return json.dumps(self.chars, ensure_ascii=False).encode("utf-8")
-
-    def encode(self, text: str) -> list[int]:
-        """Ids of the characters of `text` (unseen ones -> UNK), no BOS/EOS."""
-        return [self._ids.get(c, UNK_ID) for c in text]
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """`encode` for each line."""
-        return [self.encode(t) for t in texts]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids`; stops at the first EOS, skips PAD/BOS, UNK -> '⁇'."""
-        return "".join(self._chars.get(i, UNK_TEXT) for i in _strip_specials(ids))

@@ -5,12 +5,14 @@ Used by the generate CLI and the REPL; the LM counterpart of `translator.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.tokenizer import UNK_ID
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig, beam_search, sample
 from nmt.utils.runtime import autocast
@@ -77,15 +79,7 @@ class TextGenerator:
         """
         if max_len <= 0:
             return [Continuation("", 0.0)]
-        cfg = BeamConfig(
-            beam_size=cfg.beam_size,
-            nbest=cfg.nbest,
-            len_penalty=cfg.len_penalty,
-            max_len_a=0.0,
-            max_len_b=max_len,
-            min_len=cfg.min_len,
-            no_repeat_ngram=cfg.no_repeat_ngram,
-        )
+        cfg = dataclasses.replace(cfg, max_len_a=0.0, max_len_b=max_len)
         lengths = torch.zeros(1, dtype=torch.long, device=self.device)  # (1,)
         with autocast(self.device, self.precision):
             hyps = beam_search(self.model, self._inputs(prompt), lengths, cfg)[0]

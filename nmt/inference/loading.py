@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import torch
 
 from nmt.config import TrainConfig, from_dict
-from nmt.data.tokenizer import CharTokenizer, SentencePieceTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.tokenizer import SentencePieceTokenizer
 from nmt.inference.generator import TextGenerator
 from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM

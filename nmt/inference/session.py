@@ -21,6 +21,7 @@ from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
 from nmt.search.stepper import inference
 from nmt.utils.runtime import autocast
+from nmt.utils.text import flatten
 
 HELP = """\
 commands (they change the settings of the next answers):
@@ -81,11 +82,6 @@ def _number(arg: str, name: str, kind: type, low: float, high: float | None = No
     return value
 
 
-def one_line(text: str) -> str:
-    """Backslash-escape newlines so that one answer is one line (pipe mode)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-
-
 class Session:
     """One REPL conversation with a Translator or a TextGenerator."""
 
@@ -129,7 +125,7 @@ class Session:
             reply = self.command(line)
         else:
             reply = self.answer(line[1:] if line.startswith("::") else line)
-        return one_line(reply) if self.plain else reply
+        return flatten(reply, escape=True) if self.plain else reply
 
     def command(self, line: str) -> str:
         name, arg = (line[1:].split(None, 1) + ["", ""])[:2]  # any whitespace

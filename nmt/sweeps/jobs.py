@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.utils.errors import USER_ERRORS, one_line, user_errors
+from nmt.utils.errors import USER_ERRORS, user_errors
+from nmt.utils.io import atomic_write
+from nmt.utils.text import one_line
 
 log = logging.getLogger("nmt.sweeps.jobs")
 
@@ -66,10 +67,8 @@ def run_job(run: Run, dcfg: DictConfig, *, prog: str) -> dict[str, Any]:
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Write `result` as `<run_dir>/result.json` atomically (readers never see half)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f"result.json.{os.getpid()}.tmp"  # torchrun ranks share run_dir
-    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "result.json")
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    atomic_write(Path(run_dir) / "result.json", text.encode("utf-8"))
     return result
 
 

@@ -8,16 +8,16 @@ Not for deciding what goes into a checkpoint (the trainer does that).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import random
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nmt.utils.io import atomic_write
+from nmt.utils.text import first_line
 
 FORMAT = "nmt"
 FORMAT_VERSION = 1
@@ -30,9 +30,9 @@ class CheckpointError(Exception):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically, adding "format" and "format_version".
 
-    The data goes to a temporary file in the same directory, is fsynced, checked
-    to load under `weights_only=True` and only then renamed over `path`, so a
-    crash or error mid-save leaves any old file intact.
+    The file is checked to load under `weights_only=True` before it replaces
+    `path` (`nmt.utils.io.atomic_write`), so a crash or an error mid-save leaves
+    any old file intact.
 
     Args:
         path: destination file; parent directories are created.
@@ -41,22 +41,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     Raises:
         ValueError: the payload holds something `load_checkpoint` would refuse.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {**payload, "format": FORMAT, "format_version": FORMAT_VERSION}
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "xb")  # not mkstemp: keep the umask's permissions, not 0600
-    try:
-        with f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _check_loadable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda f: torch.save(data, f), check=_check_loadable)
 
 
 def _check_loadable(path: Path) -> None:
@@ -70,21 +56,9 @@ def _check_loadable(path: Path) -> None:
         ) from None
 
 
-def _fsync_dir(directory: Path) -> None:
-    # makes the rename itself durable; not possible on every OS/filesystem
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _first_sentence(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if not text:
-        return type(error).__name__
-    return text.split(". ")[0].rstrip(".")
+    # torch's messages go on with advice after their first sentence
+    return (first_line(error) or type(error).__name__).split(". ")[0].rstrip(".")
 
 
 def _refused_global(error: Exception) -> str | None:
@@ -154,6 +128,26 @@ def _check_format(payload: object, name: str) -> dict[str, Any]:
             f"{FORMAT_VERSION} (upgrade nmt)"
         )
     return payload
+
+
+def check_resumable(
+    payload: dict[str, Any], path: Path, kind: str, model: dict[str, Any]
+) -> None:
+    """ValueError unless `payload` (from `path`) is a `kind` checkpoint of `model`
+    (the run's model config as a dict), so that training can continue from it."""
+    if payload.get("kind") != kind:
+        raise ValueError(
+            f"cannot resume {path}: it is a '{payload.get('kind')}' checkpoint "
+            f"and this run trains '{kind}'"
+        )
+    saved = payload["config"]["model"]
+    diff = [
+        f"{k}={saved.get(k)!r}->{v!r}" for k, v in model.items() if saved.get(k) != v
+    ]
+    if diff:
+        raise ValueError(
+            f"cannot resume {path}: model config differs ({', '.join(diff)})"
+        )
 
 
 def rng_state() -> dict[str, Any]:

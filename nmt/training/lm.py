@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from nmt.data.chars import CharStream, read_text, split_text
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.chars import CharStream, CharTokenizer, split_text
+from nmt.data.parallel import DataError
+from nmt.data.tokenizer import UNK_ID
 from nmt.models.lm import CharLM
-from nmt.training.loop import TrainingLoop
-from nmt.training.progress import Progress
+from nmt.training.loop import StepLoss, TrainingLoop
+from nmt.utils.io import read_text
 from nmt.utils.runtime import autocast
 
 if TYPE_CHECKING:
@@ -47,21 +47,17 @@ class LMTrainer(TrainingLoop):
         self.model = CharLM(cfg.model, vocab_size=self.tokenizer.vocab_size).to(
             self.device
         )
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(),
-            lr=self.loop.lr,
-            weight_decay=self.loop.weight_decay,
-        )
-        self.progress = Progress(lr=self.loop.lr)
         self.hidden: Tensor | None = None  # (N, L, H*) carried to the next window
+        self.setup_optimizer(resume)
         if resume is not None:
-            self.restore(resume)
             self._restore_hidden(resume["hidden"])
 
     def _setup_data(self, resume: dict[str, Any] | None) -> None:
         d = self.cfg.data
         if not d.path:
             raise ValueError("task=lm needs data.path=FILE (a UTF-8 text file)")
+        if not Path(d.path).is_file():
+            raise DataError(f"text file not found: {d.path} (set data.path=FILE)")
         train, val = split_text(read_text(d.path), d.val_fraction)
         if resume is not None:
             self.tokenizer = CharTokenizer.from_bytes(resume["tokenizers"]["chars"])
@@ -106,24 +102,17 @@ class LMTrainer(TrainingLoop):
 
     def train_step(self, window: int) -> float:
         """One optimizer step on window `window`; returns the mean loss per char."""
-        began = time.perf_counter()
-        inputs, targets = (t.to(self.device) for t in self.train_stream.window(window))
-        hidden = None if window == 0 else self.hidden  # epochs start from zeros
-        self.apply_lr()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.precision):
+
+        def forward() -> StepLoss:
+            inputs, targets = self.train_stream.window(window)  # (N, T) each
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            hidden = None if window == 0 else self.hidden  # epochs start from zeros
             loss, hidden = self.model.loss(inputs, targets, hidden)
-        chars = targets.numel()
-        (loss / chars).backward()
-        if self.loop.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_norm)
-        self.optimizer.step()
-        self.hidden = hidden.detach().float()  # truncate the gradient, keep the state
-        self.progress.step += 1
-        self.progress.tokens += chars
-        loss = float(loss.detach()) / chars  # syncs the device: true timing below
-        self.progress.train_seconds += time.perf_counter() - began
-        return loss
+            # the next window starts here: the gradient is cut, the state is kept
+            self.hidden = hidden.detach().float()
+            return StepLoss(loss, targets.numel(), targets.numel())
+
+        return self.optimizer_step(forward)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -1,34 +1,50 @@
-"""The training loop shared by translation and the char LM: limits, signals, periodic
-validation, metrics.jsonl and checkpoints (atomic, exact resume).
+"""The training loop shared by translation and the char LM: the optimizer step,
+limits, signals, periodic validation, metrics.jsonl and checkpoints (exact resume).
 
-Task-specific work (data, model, a step, validation) lives in the subclasses in
-`trainer.py` and `lm_trainer.py`. Knows nothing of Hydra.
+Task-specific work (data, model, the loss of a batch, validation) lives in the
+subclasses in `seq2seq.py` and `lm.py`. Knows nothing of Hydra. A little over 300
+lines: the step, the loop and the checkpoints together fix the order in which
+random numbers are drawn (exact resume), so they are read in one file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from nmt.training.checkpoint import (
+    check_resumable,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from nmt.training.distributed import Distributed
-from nmt.training.progress import Progress, after_validation, schedule_lr
-from nmt.utils.runtime import pick_device, resolve_precision, set_seed, set_threads
+from nmt.training.progress import (
+    Progress,
+    after_validation,
+    append_metrics,
+    limit_reached,
+    read_metrics,
+    schedule_lr,
+)
+from nmt.training.stop import StopRequest
+from nmt.utils.runtime import (
+    autocast,
+    pick_device,
+    resolve_precision,
+    set_seed,
+    set_threads,
+)
 
 if TYPE_CHECKING:
     from nmt.config import TrainConfig
@@ -36,35 +52,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StopRequest:
-    """SIGINT/SIGTERM set a flag the loop checks between steps (a second ^C kills)."""
+class StepLoss(NamedTuple):
+    """A trainer's forward pass over one batch, as `optimizer_step` needs it."""
 
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __enter__(self) -> StopRequest:
-        self._old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in self._old:
-            signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("stop requested: finishing the current step and saving last.pt")
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
+    loss: Tensor  # summed loss of this rank's share of the batch (a scalar)
+    tokens: int  # target tokens (LM: characters) in this rank's share
+    total: int  # target tokens in the whole batch, summed over the ranks
 
 
 class TrainingLoop:
     """Epochs of batches with periodic validation, checkpoints and limits.
 
-    Subclasses build data, `model`, `optimizer` and `progress` in `__init__` (after
-    `setup_runtime`) and implement the hooks `epoch_batches`, `train_step`,
-    `validate`, `is_best`, `describe` and `payload`.
+    Subclasses build data and `model` in `__init__` (after `setup_runtime`, before
+    `setup_optimizer`) and implement the hooks `epoch_batches`, `train_step` (with
+    `optimizer_step`), `validate`, `is_best`, `describe` and `payload`.
     """
 
     kind = ""  # checkpoint kind: "seq2seq" | "lm"
@@ -85,6 +86,17 @@ class TrainingLoop:
             logging.getLogger("nmt").setLevel(logging.WARNING)
         self.precision = resolve_precision(self.loop.precision, self.device)
         set_seed(self.loop.seed)
+
+    def setup_optimizer(self, resume: dict[str, Any] | None) -> None:
+        """Adam over `model`, progress from zero, then the states of `resume`."""
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=self.loop.lr,
+            weight_decay=self.loop.weight_decay,
+        )
+        self.progress = Progress(lr=self.loop.lr)
+        if resume is not None:
+            self.restore(resume)
 
     # -- hooks ------------------------------------------------------------------
     def epoch_batches(self) -> Sequence[Any]:
@@ -130,20 +142,7 @@ class TrainingLoop:
             log.warning("train.resume=true but %s does not exist: starting fresh", path)
             return None
         payload = load_checkpoint(path)
-        if payload.get("kind") != self.kind:
-            raise ValueError(
-                f"cannot resume {path}: it is a '{payload.get('kind')}' checkpoint "
-                f"and this run trains '{self.kind}'"
-            )
-        saved = payload["config"]["model"]
-        now = dataclasses.asdict(self.cfg.model)
-        diff = [
-            f"{k}={saved.get(k)!r}->{v!r}" for k, v in now.items() if saved.get(k) != v
-        ]
-        if diff:
-            raise ValueError(
-                f"cannot resume {path}: model config differs ({', '.join(diff)})"
-            )
+        check_resumable(payload, path, self.kind, dataclasses.asdict(self.cfg.model))
         return payload
 
     def restore(self, payload: dict[str, Any]) -> None:
@@ -159,12 +158,32 @@ class TrainingLoop:
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
 
-    def apply_lr(self) -> None:
-        """Set the scheduled learning rate for the next step."""
+    # -- one step ------------------------------------------------------------------
+    def optimizer_step(self, forward: Callable[[], StepLoss]) -> float:
+        """One optimizer step around `forward()`, a trainer's loss of one batch.
+
+        Sets the scheduled learning rate, clears the gradients, runs `forward`
+        under autocast, backpropagates the loss as a mean over the batch's tokens,
+        clips and steps. Returns the mean loss per token of this rank's share.
+        """
+        began = time.perf_counter()
         lr = schedule_lr(self.loop, self.progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.progress.lr = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            step = forward()
+        # DDP averages gradients over ranks: scaled so the sum is d(loss)/total
+        (step.loss * (self.dist.world / step.total)).backward()
+        if self.loop.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_norm)
+        self.optimizer.step()
+        self.progress.step += 1
+        self.progress.tokens += step.total
+        loss = float(step.loss.detach()) / step.tokens  # syncs: the timing is true
+        self.progress.train_seconds += time.perf_counter() - began
+        return loss
 
     # -- the loop -------------------------------------------------------------------
     def train_until_limit(self) -> tuple[str, bool]:
@@ -231,16 +250,7 @@ class TrainingLoop:
             self.validate_and_save(self._rate)
 
     def limits_reached(self) -> str | None:
-        p, c = self.progress, self.loop
-        if c.max_steps and p.step >= c.max_steps:
-            return f"max_steps={c.max_steps}"
-        if c.max_epochs and p.epoch >= c.max_epochs:
-            return f"max_epochs={c.max_epochs}"
-        if c.max_minutes and p.elapsed >= 60 * c.max_minutes:
-            return f"max_minutes={c.max_minutes:g}"
-        if c.patience and p.bad_validations >= c.patience:
-            return f"no {self.metric} gain in {c.patience} validations"
-        return None
+        return limit_reached(self.loop, self.progress, self.metric)
 
     def save_last(self) -> None:
         """last.pt (rank 0 writes; every rank's RNG state goes in)."""
@@ -275,8 +285,7 @@ class TrainingLoop:
             "lr": p.lr,
             "elapsed_s": round(p.elapsed, 1),
         }
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_metrics(self.run_dir, record)
         log.info(
             "step %d epoch %d | %s | %.0f tok/s%s",
             p.step,
@@ -302,19 +311,12 @@ class TrainingLoop:
                 "step %d loss %.3f lr %.2e %.0f tok/s", p.step, loss, p.lr, self._rate
             )
 
-    def _records(self) -> list[dict[str, Any]]:
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return []
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
     def best_val_loss(self) -> float | None:
-        records = self._records()
+        records = read_metrics(self.run_dir)
         return min(r["val_loss"] for r in records) if records else None
 
     def just_validated(self) -> bool:
-        records = self._records()
+        records = read_metrics(self.run_dir)
         return bool(records) and records[-1]["step"] == self.progress.step
 
     def base_summary(self, reason: str, stopped: bool) -> dict[str, Any]:

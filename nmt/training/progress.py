@@ -1,14 +1,18 @@
 """Settings and bookkeeping of a training loop: LoopConfig (Hydra group `train`),
-Progress (saved in checkpoints), the lr schedule and patience counters.
+Progress (saved in checkpoints), the lr schedule, patience counters and limits,
+and the log of validations (metrics.jsonl).
 
 Shared by translation and the char LM; the loop itself is `loop.py`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("nmt.training.loop")
 
@@ -87,3 +91,32 @@ def after_validation(
         progress.lr = max(cfg.min_lr, progress.lr * cfg.decay_factor)
         progress.bad_lr = 0
         log.info("%s plateau: lr -> %.2e", metric, progress.lr)
+
+
+def limit_reached(cfg: LoopConfig, progress: Progress, metric: str) -> str | None:
+    """Why training must stop now ("max_steps=100", ...), or None to go on."""
+    p, c = progress, cfg
+    if c.max_steps and p.step >= c.max_steps:
+        return f"max_steps={c.max_steps}"
+    if c.max_epochs and p.epoch >= c.max_epochs:
+        return f"max_epochs={c.max_epochs}"
+    if c.max_minutes and p.elapsed >= 60 * c.max_minutes:
+        return f"max_minutes={c.max_minutes:g}"
+    if c.patience and p.bad_validations >= c.patience:
+        return f"no {metric} gain in {c.patience} validations"
+    return None
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Add one validation's record to `<run_dir>/metrics.jsonl`."""
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of `<run_dir>/metrics.jsonl`, oldest first ([] if none yet)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

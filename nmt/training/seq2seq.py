@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,12 @@ from nmt.inference.translator import Translator
 from nmt.models.seq2seq import Seq2Seq
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.distributed import LossModule
-from nmt.training.loop import TrainingLoop
+from nmt.training.loop import StepLoss, TrainingLoop
 from nmt.training.progress import (  # noqa: F401  (LoopConfig: re-exported for callers)
     LoopConfig,
-    Progress,
+    read_metrics,
 )
+from nmt.utils.io import atomic_write
 from nmt.utils.runtime import autocast
 
 if TYPE_CHECKING:
@@ -49,14 +49,7 @@ class Trainer(TrainingLoop):
             src_vocab=self.src_tok.vocab_size,
             tgt_vocab=self.tgt_tok.vocab_size,
         ).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(),
-            lr=self.loop.lr,
-            weight_decay=self.loop.weight_decay,
-        )
-        self.progress = Progress(lr=self.loop.lr)
-        if resume is not None:
-            self.restore(resume)
+        self.setup_optimizer(resume)
         # under torchrun: DDP averages gradients over ranks (a no-op wrapper otherwise)
         self.loss_module = self.dist.wrap(LossModule(self.model), self.device)
         self.translator = Translator(
@@ -113,8 +106,8 @@ class Trainer(TrainingLoop):
                 / "text"
                 / f"{d.root.replace('/', '__')}.{lang}"
             )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            # atomic: parallel sweep jobs write and read the same cached file
+            atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
             paths.append(path)
         return [paths[0]], [paths[1]]
 
@@ -182,26 +175,16 @@ class Trainer(TrainingLoop):
     def train_step(self, indices: list[int]) -> float:
         """One optimizer step on the global batch `indices` (this rank takes its
         share); returns the mean loss per target token of this rank's share."""
-        began = time.perf_counter()
-        batch = self.train_data.collate(self.dist.shard(indices)).to(self.device)
-        self.apply_lr()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.precision):
+
+        def forward() -> StepLoss:
+            batch = self.train_data.collate(self.dist.shard(indices)).to(self.device)
             loss = self.loss_module(
                 batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out
             )
-        tokens = batch.num_tgt_tokens
-        total = int(self.dist.sum(tokens, self.device))  # global batch's tokens
-        # DDP averages gradients over ranks: scaled so the sum is d(loss)/total
-        (loss * (self.dist.world / total)).backward()
-        if self.loop.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_norm)
-        self.optimizer.step()
-        self.progress.step += 1
-        self.progress.tokens += total
-        loss = float(loss.detach()) / tokens  # syncs the device: the timing is true
-        self.progress.train_seconds += time.perf_counter() - began
-        return loss
+            tokens = batch.num_tgt_tokens
+            return StepLoss(loss, tokens, int(self.dist.sum(tokens, self.device)))
+
+        return self.optimizer_step(forward)
 
     # -- run --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -229,7 +212,9 @@ class Trainer(TrainingLoop):
 
     def _best_val_chrf(self) -> float | None:
         """val chrF of the first validation with the best val BLEU (best.pt's)."""
-        best = max(self._records(), key=lambda r: r["val_bleu"], default=None)
+        best = max(
+            read_metrics(self.run_dir), key=lambda r: r["val_bleu"], default=None
+        )
         return None if best is None else best["val_chrf"]
 
     def score_best_on_test(self) -> dict[str, Any]:

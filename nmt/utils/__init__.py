@@ -1,2 +1,2 @@
 """Shared plumbing: run-time settings (device, threads, precision, seed), user
-errors, files, memory."""
+errors, files (atomic write, UTF-8 reading), one-line text, memory."""

@@ -12,6 +12,7 @@ from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from nmt.data.parallel import DataError
 from nmt.training.checkpoint import CheckpointError
+from nmt.utils.text import first_line
 
 # errors whose message alone tells the user what to fix (no traceback needed)
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -24,18 +25,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MissingMandatoryValue,  # a required config value not given (`ckpt=`)
     ValidationError,  # a config value of the wrong type
 )
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-blank line of the error's message ("" when it has none)."""
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-
-
-def one_line(error: BaseException) -> str:
-    """`<Type>: <first line of the message>`, at most 300 characters."""
-    line = first_line(error)
-    text = f"{type(error).__name__}: {line}" if line else type(error).__name__
-    return text[:300]
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
-"""Device, threads, precision and seeding: the run-time environment of a job."""
+"""Device, threads, precision and seeding: the run-time environment of a job, and
+the serving CLIs' flags for it."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -9,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -52,6 +54,22 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ValueError(
             f"unknown device {name!r}: use auto, cpu, cuda or cuda:N"
         ) from None
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser, *, precisions: str) -> None:
+    """--device, --precision (`precisions`: the help listing the choices of this
+    CLI's models) and --threads, the same in translate, generate and repl."""
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--precision", default="auto", help=precisions)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0 = all cores)"
+    )
+
+
+def runtime_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Apply --threads; returns the `device` and `precision` for `load_*`."""
+    set_threads(args.threads)
+    return {"device": pick_device(args.device), "precision": args.precision}
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from nmt.data.tokenizer import CharTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.parallel import DataError
 from nmt.models.lm import CharLM
 from nmt.train import run_train
 from nmt.training.checkpoint import load_checkpoint
@@ -116,6 +117,9 @@ def test_lm_needs_a_text_file(tmp_path):
     cfg = tiny_lm_train_config(tmp_path / "x.txt")
     cfg.data.path = ""
     with pytest.raises(ValueError, match="data.path"):
+        run_train(cfg, tmp_path)
+    cfg.data.path = str(tmp_path / "missing.txt")
+    with pytest.raises(DataError, match="text file not found"):
         run_train(cfg, tmp_path)
     cfg.task = "poetry"
     with pytest.raises(ValueError, match="unknown task"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from nmt.data.tokenizer import UNK_ID, CharTokenizer
+from nmt.data.chars import CharTokenizer
+from nmt.data.tokenizer import UNK_ID
 from nmt.inference.generator import START, Continuation, TextGenerator
 from nmt.models.lm import CharLM
 from nmt.search import BeamConfig, SampleConfig
@@ -44,3 +47,25 @@ def test_sample_and_beam_give_continuations():
     greedy = generator.beam("ROMEO:", 12, BeamConfig(beam_size=1, len_penalty=0.0))
     argmax = generator.sample("ROMEO:", SampleConfig(temperature=0.0, max_len=12))
     assert greedy[0].text == argmax[0].text
+
+
+def test_beam_keeps_every_setting_but_the_length(monkeypatch):
+    seen: list[BeamConfig] = []
+
+    def search(model, inputs, lengths, cfg):
+        seen.append(cfg)
+        return [[]]
+
+    monkeypatch.setattr("nmt.inference.generator.beam_search", search)
+    cfg = BeamConfig(
+        beam_size=3,
+        nbest=2,
+        len_penalty=0.5,
+        min_len=2,
+        no_repeat_ngram=3,
+        batch_size=7,
+        workers=1,
+        prefix="x",
+    )
+    make().beam("ROMEO:", 9, cfg)
+    assert seen == [dataclasses.replace(cfg, max_len_a=0.0, max_len_b=9)]

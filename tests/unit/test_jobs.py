@@ -1,4 +1,4 @@
-"""The pure parts of a job's record: objective values, result files, one-line errors."""
+"""The pure parts of a job's record: objective values and result files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import math
 import pytest
 
 from nmt.sweeps.jobs import objective, write_result
-from nmt.utils.errors import one_line
 
 
 @pytest.mark.parametrize(
@@ -31,9 +30,3 @@ def test_write_result_replaces_the_file_whole(tmp_path):
     data = json.loads((tmp_path / "job" / "result.json").read_text())
     assert data == {"status": "failed", "path": str(tmp_path)}
     assert [p.name for p in (tmp_path / "job").iterdir()] == ["result.json"]
-
-
-def test_one_line_keeps_type_and_first_line():
-    assert one_line(ValueError("bad value\n  detail")) == "ValueError: bad value"
-    assert one_line(RuntimeError()) == "RuntimeError"
-    assert len(one_line(ValueError("x" * 1000))) == 300

@@ -1,10 +1,19 @@
-"""Learning-rate schedule and patience bookkeeping shared by both training loops."""
+"""Learning-rate schedule, patience, limits and the metrics log shared by both
+training loops."""
 
 from __future__ import annotations
 
 import pytest
 
-from nmt.training.progress import LoopConfig, Progress, after_validation, schedule_lr
+from nmt.training.progress import (
+    LoopConfig,
+    Progress,
+    after_validation,
+    append_metrics,
+    limit_reached,
+    read_metrics,
+    schedule_lr,
+)
 
 
 def test_plateau_halves_lr_after_patience_and_a_gain_resets():
@@ -32,3 +41,29 @@ def test_constant_never_decays_and_warmup_decay_peaks_at_warmup():
     assert schedule_lr(cfg, Progress(step=39)) == pytest.approx(5e-4)
     with pytest.raises(ValueError, match="unknown schedule"):
         schedule_lr(LoopConfig(schedule="cosine"), Progress())
+
+
+@pytest.mark.parametrize(
+    ("limits", "progress", "reason"),
+    [
+        ({}, {"step": 10**6, "epoch": 99}, None),
+        ({"max_steps": 5}, {"step": 5}, "max_steps=5"),
+        ({"max_steps": 5}, {"step": 4}, None),
+        ({"max_epochs": 2}, {"epoch": 2}, "max_epochs=2"),
+        ({"max_minutes": 0.5}, {"elapsed": 30.0}, "max_minutes=0.5"),
+        ({"patience": 3}, {"bad_validations": 3}, "no val BLEU gain in 3 validations"),
+    ],
+)
+def test_limit_reached_names_the_first_limit(limits, progress, reason):
+    cfg = LoopConfig(**limits)
+    assert limit_reached(cfg, Progress(**progress), "val BLEU") == reason
+
+
+def test_metrics_log_appends_and_reads_back(tmp_path):
+    assert read_metrics(tmp_path) == []
+    append_metrics(tmp_path, {"step": 1, "val_loss": 2.5})
+    append_metrics(tmp_path, {"step": 2, "val_loss": 2.0})
+    assert read_metrics(tmp_path) == [
+        {"step": 1, "val_loss": 2.5},
+        {"step": 2, "val_loss": 2.0},
+    ]

@@ -9,7 +9,7 @@ import torch
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from nmt.data.tokenizer import CharTokenizer
+from nmt.data.chars import CharTokenizer
 from nmt.inference.generator import TextGenerator
 from nmt.inference.session import Session
 from nmt.models.lm import CharLM

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.data.tokenizer import CharTokenizer
+from nmt.data.chars import CharTokenizer
 from nmt.inference.generator import TextGenerator
 from nmt.inference.session import HELP, Session
 from nmt.inference.translator import Translator

@@ -1,4 +1,4 @@
-"""SentencePiece training/caching, the Tokenizer protocol and the char tokenizer."""
+"""SentencePiece training/caching and the Tokenizer protocol."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from nmt.data.tokenizer import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
-    CharTokenizer,
     SentencePieceTokenizer,
     Tokenizer,
     TokenizerConfig,
@@ -267,41 +266,21 @@ def test_missing_input_file(tmp_path: Path) -> None:
         train_sentencepiece([tmp_path / "nope.de"], TINY, tmp_path / "cache")
 
 
-def test_empty_or_non_utf8_text_is_value_error(tmp_path: Path) -> None:
+def test_empty_text_is_value_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.de"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="hold no text"):
         train_sentencepiece([empty], TINY, tmp_path / "cache")
-    latin1 = tmp_path / "latin1.de"
-    latin1.write_bytes("Grüße\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin1.de is not UTF-8"):
-        train_sentencepiece([latin1], TINY, tmp_path / "cache")
 
 
-# -- CharTokenizer -------------------------------------------------------------
-def test_char_tokenizer_ids_and_round_trip() -> None:
-    tok = CharTokenizer.build("hello world")
-    assert isinstance(tok, Tokenizer)
-    assert (tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id) == (0, 1, 2, 3)
-    assert tok.chars == sorted(set("hello world"))
-    assert tok.vocab_size == 4 + len(set("hello world"))
-    ids = tok.encode("hello")
-    assert ids == [4 + tok.chars.index(c) for c in "hello"]
-    assert tok.decode(ids) == "hello"
-    assert tok.encode_batch(["he", "lo"]) == [tok.encode("he"), tok.encode("lo")]
-
-
-def test_char_tokenizer_unknown_and_specials() -> None:
-    tok = CharTokenizer.build("abc")
-    assert tok.encode("aXb") == [4, UNK_ID, 5]
-    assert tok.decode([BOS_ID, 4, UNK_ID, PAD_ID, 5, EOS_ID, 6]) == "a\u2047b"
-
-
-def test_char_tokenizer_bytes_round_trip() -> None:
-    tok = CharTokenizer.build("Grüße 😀\n")
-    again = CharTokenizer.from_bytes(tok.to_bytes())
-    assert again.chars == tok.chars
-    assert again.encode("Grüße 😀\n") == tok.encode("Grüße 😀\n")
-    for bad in (b"\xff\xfe", b'{"a": 1}', b'["ab"]', b'["a", "a"]'):
-        with pytest.raises(ValueError):
-            CharTokenizer.from_bytes(bad)
+def test_invalid_utf8_is_replaced_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = _write(tmp_path / "latin1.de", [de for de, _ in PAIRS])
+    latin1.write_bytes(latin1.read_text(encoding="utf-8").encode("latin-1"))
+    src, tgt = build_tokenizers([latin1], [latin1], TINY, tmp_path / "cache")
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and "invalid UTF-8 in" in warnings[0]
+    bad_lines = sum(not de.isascii() for de, _ in PAIRS)
+    assert "latin1.de" in warnings[0] and f"on {bad_lines} line(s)" in warnings[0]
+    assert "\ufffd" not in tgt.unknown_chars("Gr\ufffd\ufffde")  # a known char

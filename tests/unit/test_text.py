@@ -1,0 +1,33 @@
+"""One-line text: error summaries and output lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmt.utils.text import first_line, flatten, one_line
+
+
+def test_first_line_skips_blank_lines():
+    assert first_line(ValueError("\n  \n  bad value  \n detail")) == "bad value"
+    assert first_line(RuntimeError()) == ""
+
+
+def test_one_line_keeps_type_and_first_line():
+    assert one_line(ValueError("bad value\n  detail")) == "ValueError: bad value"
+    assert one_line(RuntimeError()) == "RuntimeError"
+    assert len(one_line(ValueError("x" * 1000))) == 300
+
+
+@pytest.mark.parametrize(
+    ("text", "spaces", "escaped"),
+    [
+        ("plain", "plain", "plain"),
+        ("a\nb\r\nc", "a b  c", "a\\nb\\r\\nc"),
+        ("back\\slash\n", "back\\slash ", "back\\\\slash\\n"),
+        ("line\u2028sep", "line\u2028sep", "line\u2028sep"),  # not a line break here
+    ],
+)
+def test_flatten_with_spaces_or_escapes(text, spaces, escaped):
+    assert flatten(text) == spaces
+    assert flatten(text, escape=True) == escaped
+    assert "\n" not in flatten(text) and "\r" not in flatten(text, escape=True)
