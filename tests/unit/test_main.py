@@ -23,7 +23,8 @@ def test_unknown_command_is_a_one_line_error(capsys):
     assert capsys.readouterr().err.startswith("nmt: error: unknown command 'bogus'")
 
 
-def test_a_command_runs_its_entry_point(tmp_path, capsys):
+def test_a_command_runs_its_entry_point(tmp_path, capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "nmt.sweep_report", raising=False)  # runs fresh
     with pytest.raises(SystemExit) as stop:  # argparse's error: no job dirs
         main(["sweep-report", str(tmp_path)])
     assert stop.value.code == 2
