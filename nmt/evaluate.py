@@ -26,6 +26,21 @@ from nmt.utils.runtime import pick_device, set_threads
 log = logging.getLogger("nmt.evaluate")
 
 
+def check_output(out: Path, root: str, ckpt: str) -> None:
+    """Refuse an output path that would overwrite the checkpoint or a file of the
+    data directory (a reference overwritten by its hypotheses scores 100 BLEU)."""
+    if not out.exists():
+        return
+    data_dir = Path(root)
+    if out.is_dir() or (Path(ckpt).exists() and out.samefile(ckpt)):
+        raise ValueError(f"output={out} is a directory or the checkpoint")
+    if data_dir.is_dir() and out.resolve().parent == data_dir.resolve():
+        raise ValueError(
+            f"output={out} is a file of the data directory {root}; it would be "
+            "overwritten: choose another path"
+        )
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     """Translate `cfg.split`, score it and write result.json; returns the result."""
     threads = set_threads(cfg.threads)
@@ -36,13 +51,14 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     data = train_cfg.data
     root = cfg.data.root or data.root
     split = {"test": data.test_split, "val": data.val_split}.get(cfg.split, cfg.split)
+    out = Path(cfg.output) if cfg.output else run_dir / f"hyp.{split}.{data.tgt_lang}"
+    check_output(out, root, cfg.ckpt)
     src, ref = load_parallel(root, split, (data.src_lang, data.tgt_lang))
     with PeakMemory(device) as memory:  # this job's decoding only, not the process
         began = time.perf_counter()
         hyps = translator.translate_best(src, cfg.search)
         seconds = time.perf_counter() - began
     scores = corpus_scores(hyps, ref)
-    out = Path(cfg.output) if cfg.output else run_dir / f"hyp.{split}.{data.tgt_lang}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     result = {

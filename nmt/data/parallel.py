@@ -50,6 +50,23 @@ class DataConfig:
     # parallel streams (rows) per batch; row i of batch k+1 continues row i of batch k
     batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        """Refuse sizes no batch can be made with before any work starts."""
+        for name in (
+            "max_len",
+            "batch_tokens",
+            "max_sentences",
+            "pool_batches",
+            "bptt",
+            "batch_size",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                f"data.val_fraction must be between 0 and 1, got {self.val_fraction}"
+            )
+
 
 class DataError(Exception):
     """A data problem the user can fix; its message is one line."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from nmt.config import TrainConfig, from_dict
 from nmt.data.chars import CharTokenizer
@@ -50,6 +51,15 @@ def _rebuild(path: str | Path, build: Callable[[], T]) -> T:
         ) from None
 
 
+def _check_finite(path: str | Path, model: nn.Module) -> None:
+    """A model with NaN or inf weights decodes nothing useful: refuse it."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path} holds non-finite weights (NaN or inf) in {name}"
+            )
+
+
 def _translator(
     payload: dict[str, Any], path: str | Path, device: torch.device, precision: str
 ) -> tuple[Translator, TrainConfig]:
@@ -64,6 +74,7 @@ def _translator(
         return model, src_tok, tgt_tok, cfg
 
     model, src_tok, tgt_tok, cfg = _rebuild(path, build)
+    _check_finite(path, model)
     model.eval()
     precision = resolve_precision(precision, device, int8=True)
     translator = Translator(model, src_tok, tgt_tok, device=device, precision=precision)
@@ -81,6 +92,7 @@ def _generator(
         return model, tokenizer, cfg
 
     model, tokenizer, cfg = _rebuild(path, build)
+    _check_finite(path, model)
     model.eval()
     precision = resolve_precision(precision, device)
     generator = TextGenerator(model, tokenizer, device=device, precision=precision)

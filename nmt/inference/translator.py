@@ -18,6 +18,7 @@ from nmt.fast import weights_key
 from nmt.models.seq2seq import Seq2Seq
 from nmt.search import BeamConfig, Hypothesis, beam_search
 from nmt.search.stepper import inference
+from nmt.utils.memory import check_fits
 from nmt.utils.runtime import auto_workers, autocast, autocast_dtype, in_workers
 
 # sentences longer than this many subword tokens are cut (with a warning)
@@ -101,6 +102,13 @@ class Translator:
         workers = self.workers_used = auto_workers(
             cfg.workers, self.device, len(batches)
         )
+        if todo:  # a step holds ~16 float32 (rows, V) tensors at its peak, per worker
+            rows = cfg.beam_size * min(cfg.batch_size, len(todo)) * workers
+            check_fits(
+                rows * self.model.output.out_features * 4 * 16,
+                f"decoding {rows} rows (beam {cfg.beam_size} x batch x workers)",
+                "use a smaller beam or batch size",
+            )
         # eval mode set once here: the workers' searches must not toggle it
         with inference(self.model):
             stepper = self.stepper()

@@ -48,6 +48,34 @@ class LoopConfig:
     # translation: translate the test split with best.pt and `search` at the end
     test_at_end: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse negative limits and sizes before any work starts (0 = off/auto)."""
+        for name in (
+            "max_epochs",
+            "max_steps",
+            "max_minutes",
+            "valid_every",
+            "patience",
+            "save_every",
+            "warmup_steps",
+            "decay_patience",
+            "threads",
+            "weight_decay",
+            "clip_norm",
+            "min_lr",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"train.{name} must be >= 0, got {getattr(self, name)}"
+                )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"train.lr must be a positive number, got {self.lr}")
+        for name in ("valid_beam", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"train.{name} must be >= 1, got {getattr(self, name)}"
+                )
+
 
 @dataclass
 class Progress:

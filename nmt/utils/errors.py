@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -19,9 +20,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
     DataError,
     ValueError,
-    FileNotFoundError,
-    IsADirectoryError,
-    PermissionError,
+    OSError,  # a missing or unwritable file, a full disk: the message says which
     MissingMandatoryValue,  # a required config value not given (`ckpt=`)
     ValidationError,  # a config value of the wrong type
 )
@@ -34,7 +33,17 @@ def user_errors(prog: str = "nmt") -> Iterator[None]:
         yield
     except USER_ERRORS as error:
         print(f"{prog}: error: {first_line(error) or repr(error)}", file=sys.stderr)
+        _drop_unwritable_stdout()
         sys.exit(2)
+
+
+def _drop_unwritable_stdout() -> None:
+    """Flush stdout; if it cannot be written (a full disk), point it at /dev/null
+    so that Python's own flush at exit does not fail again with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def quiet_broken_pipe() -> None:

@@ -1,4 +1,5 @@
-"""Peak memory of one block of work (e.g. decoding a test set), not of the process.
+"""Memory: the peak of one block of work (e.g. decoding a test set), not of the
+process, and whether a planned allocation can fit at all.
 
 `ru_maxrss` is a lifetime maximum, so when Hydra's basic launcher runs every job of
 a sweep in one process it only ever grows; `PeakMemory` measures one block instead.
@@ -26,6 +27,30 @@ def resident_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def available_bytes() -> int | None:
+    """Memory the system can give without swapping (MemAvailable in /proc/meminfo),
+    or None where that is unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(need: int, what: str, advice: str) -> None:
+    """Raise ValueError, before any work, when `what` needs more than the `need`
+    bytes the system has available (no check where that is unknown)."""
+    have = available_bytes()
+    if have is not None and need > have:
+        raise ValueError(
+            f"{what} needs about {need / 2**30:.1f} GiB but only "
+            f"{have / 2**30:.1f} GiB are available: {advice}"
+        )
 
 
 def release_free_memory() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,19 @@ def test_train_cli_writes_run_dir(tiny_corpus, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_translate_onto_a_full_disk_is_one_line_error(tiny_checkpoint):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nmt.translate", "--ckpt", str(tiny_checkpoint)],
+            input=b"ein mann .\n" * 50,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            cwd=REPO,
+        )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "No space left on device" in err and "Traceback" not in err
