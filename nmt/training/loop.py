@@ -33,6 +33,7 @@ from nmt.training.progress import (
     Progress,
     after_validation,
     append_metrics,
+    forget_metrics_after,
     limit_reached,
     read_metrics,
     schedule_lr,
@@ -157,6 +158,12 @@ class TrainingLoop:
             set_rng_state(payload["rng"])
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
+        if self.dist.is_main and (
+            dropped := forget_metrics_after(self.run_dir, p.step)
+        ):
+            log.info(
+                "metrics.jsonl: %d validation(s) after step %d to redo", dropped, p.step
+            )
 
     # -- one step ------------------------------------------------------------------
     def optimizer_step(self, forward: Callable[[], StepLoss]) -> float:
@@ -192,6 +199,9 @@ class TrainingLoop:
         Ends with last.pt (and metrics/best.pt when a validation is due) written.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:  # temporary files of writes a kill interrupted
+            for stray in self.ckpt_dir.glob(".*.tmp"):
+                stray.unlink(missing_ok=True)
         self.model.train()
         p = self.progress
         log.info(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nmt.utils.io import atomic_write
+
 log = logging.getLogger("nmt.training.loop")
 
 
@@ -139,6 +141,18 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Add one validation's record to `<run_dir>/metrics.jsonl`."""
     with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def forget_metrics_after(run_dir: Path, step: int) -> int:
+    """Drop the records of validations after `step` from metrics.jsonl: a run killed
+    between logging a validation and writing last.pt resumes before it and logs
+    it again. Returns how many were dropped."""
+    records = read_metrics(run_dir)
+    kept = [r for r in records if r.get("step", 0) <= step]
+    if len(kept) < len(records):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write(run_dir / "metrics.jsonl", text.encode("utf-8"))
+    return len(records) - len(kept)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

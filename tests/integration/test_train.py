@@ -127,6 +127,24 @@ def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypat
         assert a["progress"][key] == b["progress"][key]
 
 
+def test_a_validation_logged_before_a_kill_is_logged_once(tiny_corpus, tmp_path):
+    """Killed after metrics.jsonl got step 10's validation but before last.pt was
+    rewritten: the resumed run redoes steps 6-10 and logs step 10 once; stray
+    temporary files of interrupted writes are removed."""
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    ckpts = run / "checkpoints"
+    run_train(tiny_config(tiny_corpus, cache, max_steps=5, valid_every=5), run)
+    step_5 = (ckpts / "last.pt").read_bytes()
+    again = dict(max_steps=10, valid_every=5, resume=True, test_at_end=False)
+    run_train(tiny_config(tiny_corpus, cache, **again), run)
+    (ckpts / "last.pt").write_bytes(step_5)  # the kill: last.pt still at step 5
+    (ckpts / ".last.pt.0badc0de.tmp").write_bytes(b"half a checkpoint")
+    run_train(tiny_config(tiny_corpus, cache, **again), run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [5, 10]
+    assert not list(ckpts.glob(".*.tmp"))
+
+
 def test_same_seed_same_result(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
     for name in ("x", "y"):
