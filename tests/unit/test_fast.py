@@ -15,6 +15,7 @@ from nmt.models.seq2seq import Seq2Seq
 from nmt.search import BeamConfig, beam_search
 from nmt.utils.runtime import bf16_supported, int8_available
 from tests.conftest import tiny_model_config
+from tests.unit.test_models import batch as model_batch
 
 CELLS = ("rnn", "gru", "lstm")
 FLOWS = [  # (attention, input_feeding)
@@ -37,11 +38,8 @@ def make(**overrides) -> Seq2Seq:
 
 
 def batch():
-    torch.manual_seed(1)
-    src = torch.randint(4, 30, (3, 7))
-    lengths = torch.tensor([7, 4, 2])
-    for i, n in enumerate(lengths):
-        src[i, n:] = 0
+    """test_models' padded source batch, without its targets."""
+    src, lengths, _ = model_batch()
     return src, lengths
 
 
