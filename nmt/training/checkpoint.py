@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import random
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ FORMAT = "nmt"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line for the user."""
 
 
@@ -131,23 +132,61 @@ def _check_format(payload: object, name: str) -> dict[str, Any]:
 
 
 def check_resumable(
-    payload: dict[str, Any], path: Path, kind: str, model: dict[str, Any]
+    payload: dict[str, Any],
+    path: Path,
+    kind: str,
+    model: dict[str, Any],
+    progress: Collection[str],
+    tokenizers: Collection[str],
 ) -> None:
-    """ValueError unless `payload` (from `path`) is a `kind` checkpoint of `model`
-    (the run's model config as a dict), so that training can continue from it."""
+    """CheckpointError unless `payload` (from `path`) holds what resuming a `kind`
+    run of `model` (the run's model config as a dict) needs, with the right types:
+    config, model weights, optimizer state, `progress` fields, RNG states and the
+    `tokenizers` entries. Shapes are checked when the states are loaded."""
+
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume from {path}: {why}")
+
     if payload.get("kind") != kind:
-        raise ValueError(
-            f"cannot resume {path}: it is a '{payload.get('kind')}' checkpoint "
-            f"and this run trains '{kind}'"
+        raise refuse(
+            f"it is a '{payload.get('kind')}' checkpoint and this run trains '{kind}'"
         )
-    saved = payload["config"]["model"]
+    for key in ("config", "model", "optimizer", "progress", "rng", "tokenizers"):
+        if not isinstance(payload.get(key), dict):
+            missing = key not in payload
+            raise refuse(f"'{key}' is {'missing' if missing else 'not a mapping'}")
+    saved = payload["config"].get("model")
+    if not isinstance(saved, dict):
+        raise refuse("its config has no model section")
     diff = [
         f"{k}={saved.get(k)!r}->{v!r}" for k, v in model.items() if saved.get(k) != v
     ]
     if diff:
-        raise ValueError(
-            f"cannot resume {path}: model config differs ({', '.join(diff)})"
-        )
+        raise refuse(f"model config differs ({', '.join(diff)})")
+    if not all(isinstance(v, torch.Tensor) for v in payload["model"].values()):
+        raise refuse("'model' holds values that are not tensors")
+    optimizer = payload["optimizer"]
+    if not (
+        isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+    ):
+        raise refuse("'optimizer' is not an optimizer state (state, param_groups)")
+    for key, value in payload["progress"].items():
+        if key not in progress:
+            raise refuse(f"'progress' has an unknown field '{key}'")
+        if not isinstance(value, int | float) or value != value:  # NaN
+            raise refuse(f"progress field '{key}' is {value!r}, not a number")
+    rng = payload["rng"]
+    python = rng.get("python")
+    if not (
+        isinstance(rng.get("torch"), torch.Tensor)
+        and isinstance(python, list | tuple)
+        and len(python) == 3
+    ):
+        raise refuse("'rng' is not a saved random-number state")
+    for key in tokenizers:
+        if not isinstance(payload["tokenizers"].get(key), bytes):
+            raise refuse(f"tokenizer '{key}' is missing")
 
 
 def rng_state() -> dict[str, Any]:

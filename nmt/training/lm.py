@@ -20,6 +20,7 @@ from nmt.data.parallel import DataError
 from nmt.data.tokenizer import UNK_ID
 from nmt.models.lm import CharLM
 from nmt.training.loop import StepLoss, TrainingLoop
+from nmt.training.stop import StopRequest
 from nmt.utils.io import read_text
 from nmt.utils.runtime import autocast
 
@@ -39,18 +40,22 @@ class LMTrainer(TrainingLoop):
 
     kind = "lm"
     metric = "val loss"
+    tokenizer_keys = ("chars",)
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
-        self.setup_runtime(cfg, run_dir)
+    def __init__(
+        self, cfg: TrainConfig, run_dir: Path, *, stop: StopRequest | None = None
+    ) -> None:
+        self.setup_runtime(cfg, run_dir, stop)
         resume = self.load_resume() if self.loop.resume else None
         self._setup_data(resume)
-        self.model = CharLM(cfg.model, vocab_size=self.tokenizer.vocab_size).to(
-            self.device
+        self.model = self.build_model(
+            lambda: CharLM(cfg.model, vocab_size=self.tokenizer.vocab_size)
         )
         self.hidden: Tensor | None = None  # (N, L, H*) carried to the next window
         self.setup_optimizer(resume)
         if resume is not None:
-            self._restore_hidden(resume["hidden"])
+            with self.resume_errors():
+                self._restore_hidden(resume.get("hidden"))
 
     def _setup_data(self, resume: dict[str, Any] | None) -> None:
         d = self.cfg.data
@@ -60,7 +65,8 @@ class LMTrainer(TrainingLoop):
             raise DataError(f"text file not found: {d.path} (set data.path=FILE)")
         train, val = split_text(read_text(d.path), d.val_fraction)
         if resume is not None:
-            self.tokenizer = CharTokenizer.from_bytes(resume["tokenizers"]["chars"])
+            with self.resume_errors():
+                self.tokenizer = CharTokenizer.from_bytes(resume["tokenizers"]["chars"])
         else:
             self.tokenizer = CharTokenizer.build(train)
         train_ids, val_ids = self.tokenizer.encode(train), self.tokenizer.encode(val)
@@ -83,7 +89,7 @@ class LMTrainer(TrainingLoop):
     def _restore_hidden(self, hidden: Tensor | None) -> None:
         if hidden is not None and hidden.size(0) != self.train_stream.streams:
             raise ValueError(
-                f"cannot resume: the checkpoint carries {hidden.size(0)} streams, "
+                f"the checkpoint carries {hidden.size(0)} streams, "
                 f"data.batch_size is now {self.train_stream.streams}"
             )
         self.hidden = None if hidden is None else hidden.to(self.device)

@@ -9,11 +9,12 @@ random numbers are drawn (exact resume), so they are read in one file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from nmt.training.checkpoint import (
+    CheckpointError,
     check_resumable,
     load_checkpoint,
     rng_state,
@@ -38,7 +40,7 @@ from nmt.training.progress import (
     read_metrics,
     schedule_lr,
 )
-from nmt.training.stop import StopRequest
+from nmt.training.stop import Interrupted, StopRequest
 from nmt.utils.runtime import (
     autocast,
     pick_device,
@@ -46,6 +48,7 @@ from nmt.utils.runtime import (
     set_seed,
     set_threads,
 )
+from nmt.utils.text import first_line
 
 if TYPE_CHECKING:
     from nmt.config import TrainConfig
@@ -75,9 +78,13 @@ class TrainingLoop:
     optimizer: torch.optim.Optimizer
     progress: Progress
 
-    def setup_runtime(self, cfg: TrainConfig, run_dir: Path) -> None:
-        """Directories, threads, device, precision and the seed."""
+    def setup_runtime(
+        self, cfg: TrainConfig, run_dir: Path, stop: StopRequest | None
+    ) -> None:
+        """Directories, threads, device, precision, the seed and signal handling
+        (`stop`: the caller's, installed for the whole run; None: the loop's own)."""
         self.cfg, self.loop = cfg, cfg.train
+        self.stop = stop or StopRequest()
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.threads = set_threads(self.loop.threads)
@@ -87,6 +94,16 @@ class TrainingLoop:
             logging.getLogger("nmt").setLevel(logging.WARNING)
         self.precision = resolve_precision(self.loop.precision, self.device)
         set_seed(self.loop.seed)
+
+    def build_model(self, make: Callable[[], Any]) -> Any:
+        """`make()` on the run's device; a model too large to allocate is a
+        one-line ValueError naming the cause, not an allocator traceback."""
+        try:
+            return make().to(self.device)
+        except (RuntimeError, MemoryError, OverflowError) as error:
+            raise ValueError(
+                f"cannot build the model from the model.* sizes: {first_line(error)}"
+            ) from None
 
     def setup_optimizer(self, resume: dict[str, Any] | None) -> None:
         """Adam over `model`, progress from zero, then the states of `resume`."""
@@ -136,34 +153,82 @@ class TrainingLoop:
             "rng_ranks": getattr(self, "_rng_ranks", None),
         }
 
+    tokenizer_keys: tuple[str, ...] = ()  # the payload's "tokenizers" entries
+
     def load_resume(self) -> dict[str, Any] | None:
-        """last.pt of the run dir (None if absent); refuses another kind or model."""
+        """last.pt of the run dir (None if absent), checked to hold a resumable
+        state of this kind and model config (CheckpointError naming what is wrong)."""
         path = self.ckpt_dir / "last.pt"
         if not path.exists():
             log.warning("train.resume=true but %s does not exist: starting fresh", path)
+            if self.dist.is_main:  # validations of a run killed before its last.pt
+                forget_metrics_after(self.run_dir, 0)
             return None
         payload = load_checkpoint(path)
-        check_resumable(payload, path, self.kind, dataclasses.asdict(self.cfg.model))
+        check_resumable(
+            payload,
+            path,
+            self.kind,
+            dataclasses.asdict(self.cfg.model),
+            progress=[f.name for f in dataclasses.fields(Progress)],
+            tokenizers=self.tokenizer_keys,
+        )
         return payload
 
+    @contextlib.contextmanager
+    def resume_errors(self) -> Iterator[None]:
+        """Context: an error while restoring last.pt's states becomes a one-line
+        CheckpointError naming the file (a state that does not fit this run)."""
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except (
+            RuntimeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+            AttributeError,
+        ) as error:
+            # torch's state-dict message: a heading, then one line per tensor
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = lines[1] if len(lines) > 1 and "state_dict" in lines[0] else ""
+            reason = reason or first_line(error) or type(error).__name__
+            raise CheckpointError(
+                f"cannot resume from {self.ckpt_dir / 'last.pt'}: {reason[:300]}"
+            ) from None
+
     def restore(self, payload: dict[str, Any]) -> None:
-        """Model, optimizer, progress and RNG states from a `payload()`."""
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        """Model, optimizer, progress and RNG states from a `payload()`; states
+        that do not fit this model are a CheckpointError."""
+        with self.resume_errors():
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            ranks = payload.get("rng_ranks")
+            if self.dist.enabled and ranks and len(ranks) == self.dist.world:
+                set_rng_state(ranks[self.dist.rank])
+            else:
+                set_rng_state(payload["rng"])
         self.progress = Progress(**payload["progress"])
-        ranks = payload.get("rng_ranks")
-        if self.dist.enabled and ranks and len(ranks) == self.dist.world:
-            set_rng_state(ranks[self.dist.rank])
-        else:
-            set_rng_state(payload["rng"])
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
+        if self.dist.is_main and read_metrics(self.run_dir) and not self.has_best():
+            log.warning(
+                "%s has no best.pt: the next validation that beats the best %s "
+                "so far writes one",
+                self.ckpt_dir,
+                self.metric,
+            )
         if self.dist.is_main and (
             dropped := forget_metrics_after(self.run_dir, p.step)
         ):
             log.info(
                 "metrics.jsonl: %d validation(s) after step %d to redo", dropped, p.step
             )
+
+    def has_best(self) -> bool:
+        return (self.ckpt_dir / "best.pt").exists()
 
     # -- one step ------------------------------------------------------------------
     def optimizer_step(self, forward: Callable[[], StepLoss]) -> float:
@@ -194,9 +259,11 @@ class TrainingLoop:
 
     # -- the loop -------------------------------------------------------------------
     def train_until_limit(self) -> tuple[str, bool]:
-        """Train until a limit or a signal; returns (reason, stopped by signal).
+        """Train until a limit or a stop signal; returns (reason, stopped by signal).
 
         Ends with last.pt (and metrics/best.pt when a validation is due) written.
+        Steps and checkpoint writes finish before a signal is obeyed; validations
+        are cut short by one (see `nmt.training.stop`).
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:  # temporary files of writes a kill interrupted
@@ -222,21 +289,35 @@ class TrainingLoop:
             disable=not sys.stderr.isatty(),
             dynamic_ncols=True,
         )
-        with StopRequest() as stop:
-            reason = self.limits_reached()
-            while reason is None and not stop.requested and not self._halt:
-                self._train_epoch(bar, stop)
+        reason = None
+        with self.stop, self.stop.deferred():
+            try:
+                if p.validation_due:  # cut short by a signal before the resume
+                    self.validate_and_save(self._rate)
                 reason = self.limits_reached()
-            stopped = self.dist.any(stop.requested, self.device)
+                while reason is None and not self.stop.requested and not self._halt:
+                    self._train_epoch(bar)
+                    reason = self.limits_reached()
+                stopped = self.dist.any(self.stop.requested, self.device)
+                if stopped:
+                    self.save_last()
+                elif not self.dist.from_main(self.just_validated()):
+                    self.validate_and_save(self._rate)
+            except Interrupted:  # in a validation: last.pt is saved, it is still due
+                stopped = True
         bar.close()
         if stopped:
-            reason = "stopped by signal"
-            self.save_last()
-        elif not self.dist.from_main(self.just_validated()):
-            self.validate_and_save(self._rate)
+            reason = f"stopped by {self.stop.name or 'signal'}"
+            log.warning(
+                "%s at step %d: last.pt saved; to continue, run the same command "
+                "with train.resume=true (run dir %s)",
+                reason,
+                p.step,
+                self.run_dir,
+            )
         return reason or "stopped with the other ranks", stopped
 
-    def _train_epoch(self, bar: tqdm, stop: StopRequest) -> None:
+    def _train_epoch(self, bar: tqdm) -> None:
         """Run the rest of the current epoch, or until a limit or a stop request."""
         p, c = self.progress, self.loop
         for batch in self.epoch_batches()[p.batch :]:
@@ -251,7 +332,7 @@ class TrainingLoop:
             elif c.save_every and p.step % c.save_every == 0:
                 self.save_last()
             if self.dist.any(
-                stop.requested or bool(self.limits_reached()), self.device
+                self.stop.requested or bool(self.limits_reached()), self.device
             ):
                 self._halt = True
                 return
@@ -269,10 +350,14 @@ class TrainingLoop:
             save_checkpoint(self.ckpt_dir / "last.pt", self.payload())
 
     def validate_and_save(self, rate: float) -> None:
-        """Validate, append to metrics.jsonl, write last.pt (and best.pt if best).
+        """Validate, append to metrics.jsonl, write best.pt (if best) and last.pt.
 
-        Under torchrun rank 0 validates and writes; the others take its progress
-        (learning rate, best score, patience) so every rank decides alike.
+        best.pt is written first: a kill before last.pt is rewritten resumes
+        before this validation and redoes it, so best.pt is never left behind.
+        A stop signal during the validation (single process) saves last.pt with
+        the validation still due and raises `Interrupted`. Under torchrun rank 0
+        validates and writes; the others take its progress (learning rate, best
+        score, patience) so every rank decides alike.
         """
         self._rng_ranks = self.dist.gather(rng_state()) if self.dist.enabled else None
         if self.dist.is_main:
@@ -283,7 +368,19 @@ class TrainingLoop:
             )
 
     def _validate_and_write(self, rate: float) -> None:
-        metrics = self.validate()
+        # other ranks wait in a collective: only a single process stops mid-way
+        cut_short = (
+            contextlib.nullcontext if self.dist.enabled else self.stop.interruptible
+        )
+        try:
+            with cut_short():
+                metrics = self.validate()
+        except Interrupted:
+            self.model.train()
+            self.progress.validation_due = True
+            self.save_last()
+            raise
+        self.progress.validation_due = False
         best = self.is_best(metrics)
         after_validation(self.loop, self.progress, best, self.metric)
         p = self.progress
@@ -305,9 +402,9 @@ class TrainingLoop:
             " | best" if best else "",
         )
         payload = self.payload()
-        save_checkpoint(self.ckpt_dir / "last.pt", payload)
         if best:
             save_checkpoint(self.ckpt_dir / "best.pt", payload)
+        save_checkpoint(self.ckpt_dir / "last.pt", payload)
 
     def _log_progress(self, bar: tqdm, loss: float) -> None:
         p = self.progress
@@ -329,8 +426,26 @@ class TrainingLoop:
         records = read_metrics(self.run_dir)
         return bool(records) and records[-1]["step"] == self.progress.step
 
+    def test_at_end(self, summary: dict[str, Any], score: Callable[[], dict]) -> None:
+        """Add `score()` (the test of best.pt) to `summary`; a stop signal during it
+        marks the summary stopped (the checkpoints are complete: a resumed run
+        goes straight to the test)."""
+        if not self.has_best():
+            log.warning(
+                "%s has no best.pt: the test scores the final weights", self.ckpt_dir
+            )
+        try:
+            with self.stop, self.stop.interruptible():
+                summary.update(score())
+        except Interrupted:
+            reason = f"stopped by {self.stop.name} during the test"
+            log.warning("%s: to test, resume with train.resume=true", reason)
+            summary.update(status="stopped", stop_reason=reason)
+
     def base_summary(self, reason: str, stopped: bool) -> dict[str, Any]:
         p = self.progress
+        if self.dist.is_main and read_metrics(self.run_dir) and not self.has_best():
+            log.warning("the run ends without best.pt in %s", self.ckpt_dir)
         return {
             "status": "stopped" if stopped else "ok",
             "stop_reason": reason,

@@ -49,6 +49,9 @@ class LoopConfig:
     cache_dir: str = "data/cache"  # translation: trained SentencePiece models
     # translation: translate the test split with best.pt and `search` at the end
     test_at_end: bool = True
+    # a fresh run (resume=false) into a run dir that holds a run deletes that run
+    # (checkpoints, metrics.jsonl, result.json) instead of refusing to start
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         """Refuse negative limits and sizes before any work starts (0 = off/auto)."""
@@ -94,6 +97,8 @@ class Progress:
     bad_lr: int = 0  # since the last gain or lr decay (plateau schedule)
     tokens: int = 0  # target tokens (LM: characters) trained on
     train_seconds: float = 0.0  # time inside optimizer steps (excludes validation)
+    # a stop signal cut the validation of `step` short: the resumed run does it first
+    validation_due: bool = False
 
 
 def schedule_lr(cfg: LoopConfig, progress: Progress) -> float:

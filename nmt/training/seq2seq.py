@@ -25,6 +25,7 @@ from nmt.training.progress import (  # noqa: F401  (LoopConfig: re-exported for 
     LoopConfig,
     read_metrics,
 )
+from nmt.training.stop import StopRequest
 from nmt.utils.io import atomic_write
 from nmt.utils.runtime import autocast
 
@@ -39,16 +40,21 @@ class Trainer(TrainingLoop):
 
     kind = "seq2seq"
     metric = "val BLEU"
+    tokenizer_keys = ("src", "tgt")
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
-        self.setup_runtime(cfg, run_dir)
+    def __init__(
+        self, cfg: TrainConfig, run_dir: Path, *, stop: StopRequest | None = None
+    ) -> None:
+        self.setup_runtime(cfg, run_dir, stop)
         resume = self.load_resume() if self.loop.resume else None
         self._setup_data(resume)
-        self.model = Seq2Seq(
-            cfg.model,
-            src_vocab=self.src_tok.vocab_size,
-            tgt_vocab=self.tgt_tok.vocab_size,
-        ).to(self.device)
+        self.model = self.build_model(
+            lambda: Seq2Seq(
+                cfg.model,
+                src_vocab=self.src_tok.vocab_size,
+                tgt_vocab=self.tgt_tok.vocab_size,
+            )
+        )
         self.setup_optimizer(resume)
         # under torchrun: DDP averages gradients over ranks (a no-op wrapper otherwise)
         self.loss_module = self.dist.wrap(LossModule(self.model), self.device)
@@ -68,8 +74,9 @@ class Trainer(TrainingLoop):
         val = load_parallel(d.root, d.val_split, langs)
         if resume is not None:
             toks = resume["tokenizers"]
-            self.src_tok = SentencePieceTokenizer.from_bytes(toks["src"])
-            self.tgt_tok = SentencePieceTokenizer.from_bytes(toks["tgt"])
+            with self.resume_errors():
+                self.src_tok = SentencePieceTokenizer.from_bytes(toks["src"])
+                self.tgt_tok = SentencePieceTokenizer.from_bytes(toks["tgt"])
         else:
             src_files, tgt_files = self._tokenizer_inputs(train)
             tok_cfg = self.cfg.tokenizer
@@ -205,7 +212,7 @@ class Trainer(TrainingLoop):
                 ddp_params_in_sync=self.dist.params_in_sync(self.model),
             )
         if self.loop.test_at_end and not stopped and self.dist.is_main:
-            summary.update(self.score_best_on_test())
+            self.test_at_end(summary, self.score_best_on_test)
         summary = self.dist.from_main(summary)
         self.dist.close()
         return summary
