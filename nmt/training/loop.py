@@ -420,7 +420,8 @@ class TrainingLoop:
 
     def best_val_loss(self) -> float | None:
         records = read_metrics(self.run_dir)
-        return min(r["val_loss"] for r in records) if records else None
+        losses = [r["val_loss"] for r in records if "val_loss" in r]
+        return min(losses, default=None)
 
     def just_validated(self) -> bool:
         records = read_metrics(self.run_dir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmt.utils.io import atomic_write
+from nmt.utils.io import atomic_write, naming, read_lines
 
 log = logging.getLogger("nmt.training.loop")
 
@@ -144,8 +144,12 @@ def limit_reached(cfg: LoopConfig, progress: Progress, metric: str) -> str | Non
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Add one validation's record to `<run_dir>/metrics.jsonl`."""
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as error:
+        raise naming(error, path) from None
 
 
 def forget_metrics_after(run_dir: Path, step: int) -> int:
@@ -153,8 +157,10 @@ def forget_metrics_after(run_dir: Path, step: int) -> int:
     between logging a validation and writing last.pt resumes before it and logs
     it again. Returns how many were dropped."""
     records = read_metrics(run_dir)
-    kept = [r for r in records if r.get("step", 0) <= step]
-    if len(kept) < len(records):
+    kept = [r for r in records if r["step"] <= step]
+    path = run_dir / "metrics.jsonl"
+    lines = [line for line in read_lines(path) if line.strip()] if path.exists() else []
+    if len(kept) < len(lines):  # records after `step`, or lines cut short
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(run_dir / "metrics.jsonl", text.encode("utf-8"))
     return len(records) - len(kept)
@@ -165,5 +171,14 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    records = []
+    for number, line in enumerate(read_lines(path), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:  # a line cut short by a kill or a full disk
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        elif line.strip():
+            log.warning("%s: line %d is not a validation record: skipped", path, number)
+    return records

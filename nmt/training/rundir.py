@@ -58,25 +58,26 @@ def _lock(run_dir: Path) -> Iterator[None]:
         yield
         return
     path = run_dir / LOCK_NAME
-    with open(path, "a+", encoding="utf-8") as f:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "?"
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise RunDirError(
                 f"run dir {run_dir} is in use by another training (pid {holder}); "
                 "wait for it to end or choose another hydra.run.dir"
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        with contextlib.suppress(OSError):  # the pid only informs (a full disk)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
             yield
         finally:
-            f.truncate(0)
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _clear_old_run(run_dir: Path, overwrite: bool) -> None:

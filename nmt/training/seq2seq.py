@@ -220,9 +220,11 @@ class Trainer(TrainingLoop):
     def _best_val_chrf(self) -> float | None:
         """val chrF of the first validation with the best val BLEU (best.pt's)."""
         best = max(
-            read_metrics(self.run_dir), key=lambda r: r["val_bleu"], default=None
+            (r for r in read_metrics(self.run_dir) if "val_bleu" in r),
+            key=lambda r: r["val_bleu"],
+            default=None,
         )
-        return None if best is None else best["val_chrf"]
+        return None if best is None else best.get("val_chrf")
 
     def score_best_on_test(self) -> dict[str, Any]:
         """Translate the test split with best.pt and `cfg.search`; test_bleu/test_chrf."""

@@ -47,10 +47,21 @@ def atomic_write(
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk: say which file could not be written
+        tmp.unlink(missing_ok=True)
+        raise naming(error, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def naming(error: OSError, path: str | Path) -> OSError:
+    """`error` with `path` as its file name if it has none (a failed write to an
+    open file, e.g. ENOSPC, does not name the file in its message)."""
+    if error.filename is not None or error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -107,3 +108,17 @@ def test_read_lines_splits_on_newline_only(tmp_path: Path) -> None:
     assert read_lines(path) == ["a"]
     path.write_text("", encoding="utf-8")
     assert read_lines(path) == []
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"old")
+
+    def disk_full(f) -> None:
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError, match="No space left on device") as error:
+        atomic_write(path, disk_full)
+    assert error.value.filename == str(path) and str(path) in str(error.value)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["last.pt"]

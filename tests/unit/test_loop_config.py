@@ -10,6 +10,7 @@ from nmt.training.progress import (
     Progress,
     after_validation,
     append_metrics,
+    forget_metrics_after,
     limit_reached,
     read_metrics,
     schedule_lr,
@@ -67,3 +68,14 @@ def test_metrics_log_appends_and_reads_back(tmp_path):
         {"step": 1, "val_loss": 2.5},
         {"step": 2, "val_loss": 2.0},
     ]
+
+
+def test_a_line_cut_short_is_skipped_and_dropped_at_resume(tmp_path, caplog):
+    append_metrics(tmp_path, {"step": 1, "val_loss": 2.5})
+    append_metrics(tmp_path, {"step": 2, "val_loss": 2.0})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "val_lo')  # a kill or a full disk mid-append
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+    assert "line 3 is not a validation record" in caplog.text
+    assert forget_metrics_after(tmp_path, 1) == 1
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1, "val_loss": 2.5}\n'
