@@ -8,10 +8,11 @@ Not for deciding what goes into a checkpoint (the trainer does that).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import random
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,30 @@ def check_resumable(
     for key in tokenizers:
         if not isinstance(payload["tokenizers"].get(key), bytes):
             raise refuse(f"tokenizer '{key}' is missing")
+
+
+@contextlib.contextmanager
+def resume_errors(path: Path) -> Iterator[None]:
+    """Context: an error while restoring the states of `path` (a model, optimizer,
+    tokenizer or RNG state that does not fit the run) becomes a one-line
+    CheckpointError naming the file."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+    ) as error:
+        # torch's state-dict message: a heading, then one line per tensor
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 and "state_dict" in lines[0] else ""
+        reason = reason or first_line(error) or type(error).__name__
+        raise CheckpointError(f"cannot resume from {path}: {reason[:300]}") from None
 
 
 def rng_state() -> dict[str, Any]:

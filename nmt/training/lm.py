@@ -158,7 +158,7 @@ class LMTrainer(TrainingLoop):
     def run(self) -> dict[str, Any]:
         """Train until a limit; returns a summary (best val loss in nats/char)."""
         reason, stopped = self.train_until_limit()
-        best = self.best_val_loss()
+        best = self.report.best_val_loss()
         log.info(
             "training stopped (%s) at step %d; best val loss %s nats/char",
             reason,

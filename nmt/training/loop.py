@@ -1,8 +1,8 @@
 """The training loop shared by translation and the char LM: the optimizer step,
-limits, signals, periodic validation, metrics.jsonl and checkpoints (exact resume).
+limits, signals, periodic validation and checkpoints (exact resume).
 
 Task-specific work (data, model, the loss of a batch, validation) lives in the
-subclasses in `seq2seq.py` and `lm.py`. Knows nothing of Hydra. A little over 300
+subclasses in `seq2seq.py` and `lm.py`. Knows nothing of Hydra. About 400
 lines: the step, the loop and the checkpoints together fix the order in which
 random numbers are drawn (exact resume), so they are read in one file.
 """
@@ -14,18 +14,19 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.training.checkpoint import (
-    CheckpointError,
     check_resumable,
     load_checkpoint,
+    resume_errors,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -34,12 +35,11 @@ from nmt.training.distributed import Distributed
 from nmt.training.progress import (
     Progress,
     after_validation,
-    append_metrics,
     forget_metrics_after,
     limit_reached,
-    read_metrics,
     schedule_lr,
 )
+from nmt.training.report import RunReport
 from nmt.training.stop import Interrupted, StopRequest
 from nmt.utils.runtime import (
     autocast,
@@ -86,6 +86,7 @@ class TrainingLoop:
         self.cfg, self.loop = cfg, cfg.train
         self.stop = stop or StopRequest()
         self.run_dir = Path(run_dir)
+        self.report = RunReport(self.run_dir)  # its clock starts with the set-up
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.threads = set_threads(self.loop.threads)
         self.dist = Distributed.from_env()
@@ -175,29 +176,9 @@ class TrainingLoop:
         )
         return payload
 
-    @contextlib.contextmanager
-    def resume_errors(self) -> Iterator[None]:
-        """Context: an error while restoring last.pt's states becomes a one-line
-        CheckpointError naming the file (a state that does not fit this run)."""
-        try:
-            yield
-        except CheckpointError:
-            raise
-        except (
-            RuntimeError,
-            ValueError,
-            KeyError,
-            TypeError,
-            IndexError,
-            AttributeError,
-        ) as error:
-            # torch's state-dict message: a heading, then one line per tensor
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            reason = lines[1] if len(lines) > 1 and "state_dict" in lines[0] else ""
-            reason = reason or first_line(error) or type(error).__name__
-            raise CheckpointError(
-                f"cannot resume from {self.ckpt_dir / 'last.pt'}: {reason[:300]}"
-            ) from None
+    def resume_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Context: errors restoring last.pt's states are one-line CheckpointErrors."""
+        return resume_errors(self.ckpt_dir / "last.pt")
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Model, optimizer, progress and RNG states from a `payload()`; states
@@ -213,7 +194,7 @@ class TrainingLoop:
         self.progress = Progress(**payload["progress"])
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
-        if self.dist.is_main and read_metrics(self.run_dir) and not self.has_best():
+        if self.dist.is_main and self.report.records() and not self.has_best():
             log.warning(
                 "%s has no best.pt: the next validation that beats the best %s "
                 "so far writes one",
@@ -278,8 +259,7 @@ class TrainingLoop:
             self.device,
             self.precision,
         )
-        self._clock = time.time() - p.elapsed
-        self._rate = 0.0
+        self.report.start(p)
         self._halt = False
         bar = tqdm(
             total=self.loop.max_steps or None,
@@ -290,10 +270,10 @@ class TrainingLoop:
             dynamic_ncols=True,
         )
         reason = None
-        with self.stop, self.stop.deferred():
+        with self.stop, self.stop.deferred(), logging_redirect_tqdm():
             try:
                 if p.validation_due:  # cut short by a signal before the resume
-                    self.validate_and_save(self._rate)
+                    self.validate_and_save()
                 reason = self.limits_reached()
                 while reason is None and not self.stop.requested and not self._halt:
                     self._train_epoch(bar)
@@ -302,7 +282,7 @@ class TrainingLoop:
                 if stopped:
                     self.save_last()
                 elif not self.dist.from_main(self.just_validated()):
-                    self.validate_and_save(self._rate)
+                    self.validate_and_save()
             except Interrupted:  # in a validation: last.pt is saved, it is still due
                 stopped = True
         bar.close()
@@ -323,12 +303,12 @@ class TrainingLoop:
         for batch in self.epoch_batches()[p.batch :]:
             loss = self.train_step(batch)
             p.batch += 1
-            p.elapsed = time.time() - self._clock
+            p.elapsed = self.report.wall_time()
             bar.update(1)
-            if p.step % c.log_every == 0:
-                self._log_progress(bar, loss)
+            if p.step % c.log_every == 0 and self.dist.is_main:
+                self.report.step(bar, p, loss)
             if c.valid_every and p.step % c.valid_every == 0:
-                self.validate_and_save(self._rate)
+                self.validate_and_save()
             elif c.save_every and p.step % c.save_every == 0:
                 self.save_last()
             if self.dist.any(
@@ -338,10 +318,16 @@ class TrainingLoop:
                 return
         p.epoch, p.batch = p.epoch + 1, 0
         if not c.valid_every:
-            self.validate_and_save(self._rate)
+            self.validate_and_save()
 
     def limits_reached(self) -> str | None:
-        return limit_reached(self.loop, self.progress, self.metric)
+        reserve = self.progress.validation_seconds * self.final_work()
+        return limit_reached(self.loop, self.progress, self.metric, reserve=reserve)
+
+    def final_work(self) -> float:
+        """The work after the last step (final validation, a test) in units of one
+        validation: train.max_minutes stops training early enough for it."""
+        return 1.0
 
     def save_last(self) -> None:
         """last.pt (rank 0 writes; every rank's RNG state goes in)."""
@@ -349,7 +335,7 @@ class TrainingLoop:
         if self.dist.is_main:
             save_checkpoint(self.ckpt_dir / "last.pt", self.payload())
 
-    def validate_and_save(self, rate: float) -> None:
+    def validate_and_save(self) -> None:
         """Validate, append to metrics.jsonl, write best.pt (if best) and last.pt.
 
         best.pt is written first: a kill before last.pt is rewritten resumes
@@ -361,17 +347,18 @@ class TrainingLoop:
         """
         self._rng_ranks = self.dist.gather(rng_state()) if self.dist.enabled else None
         if self.dist.is_main:
-            self._validate_and_write(rate)
+            self._validate_and_write()
         if self.dist.enabled:
             self.progress = Progress(
                 **self.dist.from_main(dataclasses.asdict(self.progress))
             )
 
-    def _validate_and_write(self, rate: float) -> None:
+    def _validate_and_write(self) -> None:
         # other ranks wait in a collective: only a single process stops mid-way
         cut_short = (
             contextlib.nullcontext if self.dist.enabled else self.stop.interruptible
         )
+        began = time.time()
         try:
             with cut_short():
                 metrics = self.validate()
@@ -380,52 +367,20 @@ class TrainingLoop:
             self.progress.validation_due = True
             self.save_last()
             raise
-        self.progress.validation_due = False
-        best = self.is_best(metrics)
-        after_validation(self.loop, self.progress, best, self.metric)
         p = self.progress
-        record = {
-            "step": p.step,
-            "epoch": p.epoch,
-            **{k: round(v, 4) for k, v in metrics.items()},
-            "tokens_per_s": round(rate, 1),
-            "lr": p.lr,
-            "elapsed_s": round(p.elapsed, 1),
-        }
-        append_metrics(self.run_dir, record)
-        log.info(
-            "step %d epoch %d | %s | %.0f tok/s%s",
-            p.step,
-            p.epoch,
-            self.describe(metrics),
-            rate,
-            " | best" if best else "",
-        )
+        p.validation_due = False
+        p.validation_seconds = time.time() - began
+        p.elapsed = self.report.wall_time()
+        best = self.is_best(metrics)
+        after_validation(self.loop, p, best, self.metric)
+        self.report.validation(p, metrics, self.describe(metrics), best)
         payload = self.payload()
         if best:
             save_checkpoint(self.ckpt_dir / "best.pt", payload)
         save_checkpoint(self.ckpt_dir / "last.pt", payload)
 
-    def _log_progress(self, bar: tqdm, loss: float) -> None:
-        p = self.progress
-        now = time.time()
-        mark_time, mark_tokens = getattr(self, "_mark", (self._clock, 0))
-        self._rate = (p.tokens - mark_tokens) / max(1e-9, now - mark_time)
-        self._mark = (now, p.tokens)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{p.lr:.1e}", tok_s=f"{self._rate:.0f}")
-        if bar.disable:
-            log.info(
-                "step %d loss %.3f lr %.2e %.0f tok/s", p.step, loss, p.lr, self._rate
-            )
-
-    def best_val_loss(self) -> float | None:
-        records = read_metrics(self.run_dir)
-        losses = [r["val_loss"] for r in records if "val_loss" in r]
-        return min(losses, default=None)
-
     def just_validated(self) -> bool:
-        records = read_metrics(self.run_dir)
-        return bool(records) and records[-1]["step"] == self.progress.step
+        return self.report.validated_at(self.progress.step)
 
     def test_at_end(self, summary: dict[str, Any], score: Callable[[], dict]) -> None:
         """Add `score()` (the test of best.pt) to `summary`; a stop signal during it
@@ -442,18 +397,10 @@ class TrainingLoop:
             reason = f"stopped by {self.stop.name} during the test"
             log.warning("%s: to test, resume with train.resume=true", reason)
             summary.update(status="stopped", stop_reason=reason)
+        summary["wall_time_s"] = round(self.report.wall_time(), 1)
 
     def base_summary(self, reason: str, stopped: bool) -> dict[str, Any]:
-        p = self.progress
-        if self.dist.is_main and read_metrics(self.run_dir) and not self.has_best():
+        if self.dist.is_main and self.report.records() and not self.has_best():
             log.warning("the run ends without best.pt in %s", self.ckpt_dir)
-        return {
-            "status": "stopped" if stopped else "ok",
-            "stop_reason": reason,
-            "steps": p.step,
-            "epochs": p.epoch,
-            "best_val_loss": self.best_val_loss(),
-            "parameters": self.model.num_parameters(),
-            "tokens_per_s": round(p.tokens / max(1e-9, p.train_seconds), 1),
-            "wall_time_s": round(p.elapsed, 1),
-        }
+        parameters = self.model.num_parameters()
+        return self.report.summary(self.progress, reason, stopped, parameters)

@@ -34,7 +34,9 @@ class LoopConfig:
     min_lr: float = 1e-5
     max_epochs: int = 0  # 0 = no limit
     max_steps: int = 0  # 0 = no limit
-    max_minutes: float = 0.0  # wall-clock budget incl. validation; 0 = no limit
+    # wall-clock budget of the whole run (set-up, validations, the test at the end;
+    # summed over resumed sessions); 0 = no limit
+    max_minutes: float = 0.0
     valid_every: int = 1000  # steps between validations; 0 = once per epoch
     valid_beam: int = 1  # translation: beam width for validation BLEU (1 = greedy)
     # early stopping after this many validations without a gain (val BLEU for
@@ -99,6 +101,7 @@ class Progress:
     train_seconds: float = 0.0  # time inside optimizer steps (excludes validation)
     # a stop signal cut the validation of `step` short: the resumed run does it first
     validation_due: bool = False
+    validation_seconds: float = 0.0  # how long the last validation took
 
 
 def schedule_lr(cfg: LoopConfig, progress: Progress) -> float:
@@ -128,14 +131,20 @@ def after_validation(
         log.info("%s plateau: lr -> %.2e", metric, progress.lr)
 
 
-def limit_reached(cfg: LoopConfig, progress: Progress, metric: str) -> str | None:
-    """Why training must stop now ("max_steps=100", ...), or None to go on."""
+def limit_reached(
+    cfg: LoopConfig, progress: Progress, metric: str, *, reserve: float = 0.0
+) -> str | None:
+    """Why training must stop now ("max_steps=100", ...), or None to go on.
+
+    `reserve`: seconds the work after the last step will take (the final
+    validation and test); max_minutes stops training that much earlier.
+    """
     p, c = progress, cfg
     if c.max_steps and p.step >= c.max_steps:
         return f"max_steps={c.max_steps}"
     if c.max_epochs and p.epoch >= c.max_epochs:
         return f"max_epochs={c.max_epochs}"
-    if c.max_minutes and p.elapsed >= 60 * c.max_minutes:
+    if c.max_minutes and p.elapsed + reserve >= 60 * c.max_minutes:
         return f"max_minutes={c.max_minutes:g}"
     if c.patience and p.bad_validations >= c.patience:
         return f"no {metric} gain in {c.patience} validations"

@@ -172,6 +172,13 @@ class Trainer(TrainingLoop):
         self.progress.best_bleu = metrics["val_bleu"]
         return True
 
+    def final_work(self) -> float:
+        # the test: about as many lines as validation, searched with `search`
+        # (beam 5 takes about twice greedy validation's time)
+        if not self.loop.test_at_end:
+            return 1.0
+        return 1.0 + (2.0 if self.cfg.search.beam_size > 1 else 1.0)
+
     def describe(self, metrics: dict[str, float]) -> str:
         m = metrics
         return (
@@ -220,7 +227,7 @@ class Trainer(TrainingLoop):
     def _best_val_chrf(self) -> float | None:
         """val chrF of the first validation with the best val BLEU (best.pt's)."""
         best = max(
-            (r for r in read_metrics(self.run_dir) if "val_bleu" in r),
+            (r for r in self.report.records() if "val_bleu" in r),
             key=lambda r: r["val_bleu"],
             default=None,
         )

@@ -312,3 +312,31 @@ def test_sigterm_to_the_train_cli_exits_143_and_the_run_resumes(tiny_corpus, tmp
     )
     assert again.returncode == 0, again.stderr.decode()
     assert last(run)["progress"]["step"] == step + 3
+
+
+def test_wall_time_counts_validations_and_the_test_and_logs_carry_loss_lines(
+    tiny_corpus, cache, tmp_path, monkeypatch, caplog
+):
+    """Validations and the test count towards wall_time_s; the loss lines reach
+    the log (train.log) also when a progress bar is drawn on a terminal; a
+    validation before the first log line reports the real tokens/s."""
+    real_validate, real_test = Trainer.validate, Trainer.score_best_on_test
+
+    def slow_validate(self):
+        time.sleep(0.3)
+        return real_validate(self)
+
+    def slow_test(self):
+        time.sleep(0.5)
+        return real_test(self)
+
+    monkeypatch.setattr(Trainer, "validate", slow_validate)
+    monkeypatch.setattr(Trainer, "score_best_on_test", slow_test)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    caplog.set_level("INFO", logger="nmt")
+    cfg = dict(max_steps=6, valid_every=3, log_every=2)
+    summary = run_train(tiny_config(tiny_corpus, cache, **cfg), tmp_path / "run")
+    assert summary["wall_time_s"] >= 2 * 0.3 + 0.5
+    assert "step 4 loss" in caplog.text
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(r)["tokens_per_s"] > 0 for r in records)

@@ -60,6 +60,12 @@ def test_limit_reached_names_the_first_limit(limits, progress, reason):
     assert limit_reached(cfg, Progress(**progress), "val BLEU") == reason
 
 
+def test_max_minutes_keeps_time_for_the_work_after_the_last_step():
+    cfg, progress = LoopConfig(max_minutes=1), Progress(elapsed=50.0)
+    assert limit_reached(cfg, progress, "val BLEU", reserve=5.0) is None
+    assert limit_reached(cfg, progress, "val BLEU", reserve=10.0) == "max_minutes=1"
+
+
 def test_metrics_log_appends_and_reads_back(tmp_path):
     assert read_metrics(tmp_path) == []
     append_metrics(tmp_path, {"step": 1, "val_loss": 2.5})
