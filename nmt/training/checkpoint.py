@@ -148,6 +148,11 @@ def check_resumable(
     def refuse(why: str) -> CheckpointError:
         return CheckpointError(f"cannot resume from {path}: {why}")
 
+    if "exported" in payload:
+        raise refuse(
+            "it is an exported model, for inference only (no optimizer or "
+            "progress): resume from the run's checkpoints/last.pt"
+        )
     if payload.get("kind") != kind:
         raise refuse(
             f"it is a '{payload.get('kind')}' checkpoint and this run trains '{kind}'"

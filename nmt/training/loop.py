@@ -39,6 +39,7 @@ from nmt.training.progress import (
     limit_reached,
     schedule_lr,
 )
+from nmt.training.release import inference_payload, kept_checkpoints
 from nmt.training.report import RunReport
 from nmt.training.stop import Interrupted, StopRequest
 from nmt.utils.runtime import (
@@ -377,7 +378,18 @@ class TrainingLoop:
         payload = self.payload()
         if best:
             save_checkpoint(self.ckpt_dir / "best.pt", payload)
+        if self.loop.keep_last:
+            self._keep(payload)
         save_checkpoint(self.ckpt_dir / "last.pt", payload)
+
+    def _keep(self, payload: dict[str, Any]) -> None:
+        """step_N.pt (weights only) of this validation; the oldest beyond
+        train.keep_last are removed."""
+        path = self.ckpt_dir / f"step_{self.progress.step}.pt"
+        save_checkpoint(path, inference_payload(payload))
+        steps = kept_checkpoints(self.run_dir)
+        for step in list(steps)[: -self.loop.keep_last]:
+            steps[step].unlink(missing_ok=True)
 
     def just_validated(self) -> bool:
         return self.report.validated_at(self.progress.step)

@@ -54,6 +54,9 @@ class LoopConfig:
     # a fresh run (resume=false) into a run dir that holds a run deletes that run
     # (checkpoints, metrics.jsonl, result.json) instead of refusing to start
     overwrite: bool = False
+    # also keep the weights of the last K validations as checkpoints/step_N.pt
+    # (inference checkpoints, for `nmt.average`); 0 = none
+    keep_last: int = 0
 
     def __post_init__(self) -> None:
         """Refuse negative limits and sizes before any work starts (0 = off/auto)."""
@@ -64,6 +67,7 @@ class LoopConfig:
             "valid_every",
             "patience",
             "save_every",
+            "keep_last",
             "warmup_steps",
             "decay_patience",
             "threads",

@@ -92,4 +92,6 @@ def _clear_old_run(run_dir: Path, overwrite: bool) -> None:
         )
     for name in (*RUN_FILES, "result.json"):
         (run_dir / name).unlink(missing_ok=True)
+    for kept in (run_dir / "checkpoints").glob("step_*.pt"):  # train.keep_last
+        kept.unlink()
     log.warning("train.overwrite=true: removed the earlier run in %s", run_dir)
