@@ -202,11 +202,11 @@ class TrainingLoop:
                 self.ckpt_dir,
                 self.metric,
             )
-        if self.dist.is_main and (
-            dropped := forget_metrics_after(self.run_dir, p.step)
-        ):
+        # validations logged after last.pt (and the one of its step, if still due)
+        done = p.step - 1 if p.validation_due else p.step
+        if self.dist.is_main and (dropped := forget_metrics_after(self.run_dir, done)):
             log.info(
-                "metrics.jsonl: %d validation(s) after step %d to redo", dropped, p.step
+                "metrics.jsonl: %d validation(s) after step %d to redo", dropped, done
             )
 
     def has_best(self) -> bool:

@@ -17,6 +17,7 @@ from nmt.train import run_train
 from nmt.training import loop as loop_module
 from nmt.training import seq2seq as seq2seq_module
 from nmt.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nmt.training.progress import append_metrics
 from nmt.training.rundir import RunDirError, claim_run_dir
 from nmt.training.seq2seq import Trainer
 from tests.conftest import REPO, TINY_TRAIN
@@ -70,6 +71,9 @@ def test_a_signal_during_a_validation_saves_and_the_resume_redoes_it(
     assert steps(tmp_path / "b") == [5, 10, 12][: [5, 10, 12].index(at_step)]
 
     monkeypatch.undo()
+    # as if a resumed session logged the due validation and was killed before
+    # it rewrote last.pt: the next resume logs that step once
+    append_metrics(tmp_path / "b", {"step": at_step, "val_loss": 9.0})
     resumed = run_train(
         tiny_config(tiny_corpus, cache, resume=True, **cfg), tmp_path / "b"
     )
