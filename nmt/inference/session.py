@@ -36,9 +36,10 @@ commands (they change the settings of the next answers):
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
-# the longest answers `:len` allows: an LM's in characters, a translation's in
-# target tokens (models are trained on far shorter ones); longer ones take minutes
-MAX_LEN = {True: 10_000, False: 1_000}
+# the longest answers `:len` allows (models are trained on far shorter ones, and
+# longer answers take minutes): an LM's in characters, a translation's in tokens
+MAX_LM_CHARS = 10_000
+MAX_TGT_TOKENS = 1_000
 MAX_SECONDS = 3600.0  # the most `:time` and --max-seconds allow
 
 
@@ -191,7 +192,7 @@ class Session:
     def _len(self, arg: str) -> str:
         unit = "characters" if self.is_lm else "tokens"
         why = f" ({unit}; longer answers take minutes)"
-        high = MAX_LEN[self.is_lm]
+        high = MAX_LM_CHARS if self.is_lm else MAX_TGT_TOKENS
         return self._set(
             "max_len", _number(arg, "len", int, int(self.is_lm), high, why)
         )
