@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_HISTORY),
         help="history file ('' = keep history in memory only)",
     )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="time limit of each answer: it stops there with the best so far "
+        "(default 20; :time changes it)",
+    )
     add_runtime_flags(
         p, precisions="auto | fp32 | bf16 | int8 (translation models on a CPU)"
     )
@@ -96,11 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("nmt.repl"):
         from nmt.inference.generator import TextGenerator
         from nmt.inference.loading import load_any
-        from nmt.inference.session import Session
+        from nmt.inference.session import Session, check_seconds
 
+        if args.max_seconds is not None:  # refused before loading the model
+            check_seconds(args.max_seconds, "--max-seconds")
         engine, cfg = load_any(args.ckpt, **runtime_from_flags(args))
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    session = Session(engine, plain=not interactive)
+    session = Session(engine, plain=not interactive, max_seconds=args.max_seconds)
     if isinstance(engine, TextGenerator):
         what, prompt = "character LM: type a prompt to continue", "lm> "
     else:

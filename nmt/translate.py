@@ -65,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-len-b", type=int, default=search.max_len_b)
     p.add_argument(
+        "--max-len",
+        type=int,
+        default=search.max_len,
+        help="at most this many target tokens, whatever a and b say "
+        "(0 = the model's data.max_len)",
+    )
+    p.add_argument(
+        "--max-src-len",
+        type=int,
+        default=search.max_src_len,
+        help="translate at most this many source tokens per line; longer lines are "
+        "cut, with a warning (0 = the model's data.max_len)",
+    )
+    p.add_argument(
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
     add_runtime_flags(
@@ -147,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             len_penalty=args.len_penalty,
             max_len_a=args.max_len_a,
             max_len_b=args.max_len_b,
+            max_len=args.max_len,
+            max_src_len=args.max_src_len,
             batch_size=args.batch_size,
             workers=args.workers,
         )

@@ -94,6 +94,8 @@ class SentencePieceTokenizer:
         for compact, piece_id in enumerate(self._piece_ids or ()):
             self._ids[piece_id] = compact
         self.vocab_size: int = len(used)
+        # characters of the longest piece (its word-start mark counts as one)
+        self.longest_piece: int = max(len(self._sp.id_to_piece(i)) for i in used)
 
     @classmethod
     def from_bytes(cls, model_proto: bytes) -> SentencePieceTokenizer:

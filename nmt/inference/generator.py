@@ -65,24 +65,42 @@ class TextGenerator:
         prompt: str,
         cfg: SampleConfig,
         generator: torch.Generator | None = None,
+        *,
+        deadline: float | None = None,
     ) -> list[Continuation]:
-        """cfg.num_samples continuations of up to cfg.max_len characters each."""
+        """cfg.num_samples continuations of up to cfg.max_len characters each,
+        shorter when the `deadline` (a time.monotonic() time) stops them."""
         with autocast(self.device, self.precision):
-            rows = sample(self.model, self._inputs(prompt), cfg, generator=generator)
+            rows = sample(
+                self.model,
+                self._inputs(prompt),
+                cfg,
+                generator=generator,
+                deadline=deadline,
+            )
         return [Continuation(self.tokenizer.decode(row)) for row in rows]
 
-    def beam(self, prompt: str, max_len: int, cfg: BeamConfig) -> list[Continuation]:
+    def beam(
+        self,
+        prompt: str,
+        max_len: int,
+        cfg: BeamConfig,
+        *,
+        deadline: float | None = None,
+    ) -> list[Continuation]:
         """cfg.nbest beam-search continuations of up to `max_len` characters.
 
         cfg.max_len_a/max_len_b are replaced by a fixed `max_len`; best first.
-        With max_len <= 0 the one continuation is empty (log-prob 0).
+        With max_len <= 0 the one continuation is empty (log-prob 0). The
+        `deadline` (a time.monotonic() time) stops the search with what it has.
         """
         if max_len <= 0:
             return [Continuation("", 0.0)]
-        cfg = dataclasses.replace(cfg, max_len_a=0.0, max_len_b=max_len)
+        cfg = dataclasses.replace(cfg, max_len_a=0.0, max_len_b=max_len, max_len=0)
         lengths = torch.zeros(1, dtype=torch.long, device=self.device)  # (1,)
+        inputs = self._inputs(prompt)
         with autocast(self.device, self.precision):
-            hyps = beam_search(self.model, self._inputs(prompt), lengths, cfg)[0]
+            hyps = beam_search(self.model, inputs, lengths, cfg, deadline=deadline)[0]
         return [
             Continuation(self.tokenizer.decode(list(h.tokens)), h.log_prob)
             for h in hyps

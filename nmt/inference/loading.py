@@ -77,7 +77,15 @@ def _translator(
     _check_finite(path, model)
     model.eval()
     precision = resolve_precision(precision, device, int8=True)
-    translator = Translator(model, src_tok, tgt_tok, device=device, precision=precision)
+    translator = Translator(
+        model,
+        src_tok,
+        tgt_tok,
+        device=device,
+        precision=precision,
+        max_src_len=cfg.data.max_len,  # the longest pair it was trained on
+        max_tgt_len=cfg.data.max_len,
+    )
     return translator, cfg
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import secrets
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,10 +31,16 @@ commands (they change the settings of the next answers):
   :temp T      temperature (0 = greedy)   :topk K        top-k sampling (0 = off)
   :topp P      nucleus mass (1 = off)     :len N         max length (0 = auto)
   :nbest N     answers per line           :seed N|random sampling seed
+  :time S      time limit of an answer, in seconds (it stops with the best so far)
   :attn        attention table of the last translation
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
+# the longest answers `:len` allows (models are trained on far shorter ones, and
+# longer answers take minutes): an LM's in characters, a translation's in tokens
+MAX_LM_CHARS = 10_000
+MAX_TGT_TOKENS = 1_000
+MAX_SECONDS = 3600.0  # the most `:time` and --max-seconds allow
 
 
 class CommandError(ValueError):
@@ -52,6 +60,7 @@ class Settings:
     max_len: int = 0  # LM: characters; translation: target tokens, 0 = a*|src|+b
     seed: int | None = None  # None = a fresh random seed per answer
     prefix: str = ""  # translation: forced start of the target
+    max_seconds: float = 20.0  # an answer stops at this time with what it has
 
     def describe(self) -> str:
         length = self.max_len or "auto"
@@ -59,8 +68,18 @@ class Settings:
         return (
             f"mode={self.mode} beam={self.beam} nbest={self.nbest} "
             f"temp={self.temperature:g} topk={self.top_k} topp={self.top_p:g} "
-            f"len={length} seed={seed} prefix={self.prefix!r}"
+            f"len={length} seed={seed} time={self.max_seconds:g}s "
+            f"prefix={self.prefix!r}"
         )
+
+
+def check_seconds(seconds: float, name: str) -> float:
+    """`seconds` if it is a time limit the REPL allows, else ValueError."""
+    if not (math.isfinite(seconds) and 0.1 <= seconds <= MAX_SECONDS):
+        raise ValueError(
+            f"{name} must be between 0.1 and {MAX_SECONDS:g} seconds, got {seconds:g}"
+        )
+    return seconds
 
 
 def default_settings(is_lm: bool) -> Settings:
@@ -69,8 +88,16 @@ def default_settings(is_lm: bool) -> Settings:
     return Settings()
 
 
-def _number(arg: str, name: str, kind: type, low: float, high: float | None = None):
-    """`kind(arg)` if it is a finite number in [low, high], else CommandError."""
+def _number(
+    arg: str,
+    name: str,
+    kind: type,
+    low: float,
+    high: float | None = None,
+    why: str = "",
+):
+    """`kind(arg)` if it is a finite number in [low, high], else CommandError
+    (saying `why` there is a maximum)."""
     try:
         value = kind(arg)
         finite = math.isfinite(value)
@@ -78,7 +105,7 @@ def _number(arg: str, name: str, kind: type, low: float, high: float | None = No
         value, finite = math.nan, False
     if not (finite and low <= value and (high is None or value <= high)):
         bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        raise CommandError(f":{name} needs a number {bound}, got {arg!r}")
+        raise CommandError(f":{name} needs a number {bound}{why}, got {arg!r}")
     return value
 
 
@@ -86,12 +113,19 @@ class Session:
     """One REPL conversation with a Translator or a TextGenerator."""
 
     def __init__(
-        self, engine: Translator | TextGenerator, *, plain: bool = False
+        self,
+        engine: Translator | TextGenerator,
+        *,
+        plain: bool = False,
+        max_seconds: float | None = None,
     ) -> None:
-        """`plain`: answers are the best output only, on one line (for pipes)."""
+        """`plain`: answers are the best output only, on one line (for pipes);
+        `max_seconds`: the time limit of each answer (default Settings')."""
         self.engine = engine
         self.is_lm = isinstance(engine, TextGenerator)
         self.settings = default_settings(self.is_lm)
+        if max_seconds is not None:
+            self.settings.max_seconds = check_seconds(max_seconds, "--max-seconds")
         self.plain = plain
         self.done = False
         self.last_attention: str | None = None
@@ -105,8 +139,9 @@ class Session:
             "topp": lambda a: self._set(
                 "top_p", _number(a, "topp", float, 1e-6, 1), True
             ),
-            "len": lambda a: self._set(
-                "max_len", _number(a, "len", int, int(self.is_lm), 100_000)
+            "len": self._len,
+            "time": lambda a: self._set(
+                "max_seconds", _number(a, "time", float, 0.1, MAX_SECONDS)
             ),
             "nbest": self._nbest,
             "seed": self._seed,
@@ -153,6 +188,14 @@ class Session:
     def _sample_mode(self, arg: str) -> str:
         self.settings.mode = "sample"
         return self.settings.describe()
+
+    def _len(self, arg: str) -> str:
+        unit = "characters" if self.is_lm else "tokens"
+        why = f" ({unit}; longer answers take minutes)"
+        high = MAX_LM_CHARS if self.is_lm else MAX_TGT_TOKENS
+        return self._set(
+            "max_len", _number(arg, "len", int, int(self.is_lm), high, why)
+        )
 
     def _nbest(self, arg: str) -> str:
         s = self.settings
@@ -201,24 +244,41 @@ class Session:
         )
 
     def answer(self, text: str) -> str:
+        """The model's answer, found within the time limit; one that the limit
+        stopped gets a note (on stderr in plain mode, so answers stay one line)."""
+        deadline = time.monotonic() + self.settings.max_seconds
         if self.is_lm:
-            return self._continue(text)
-        if not text.strip():
+            reply = self._continue(text, deadline)
+        elif not text.strip():
             return ""
-        if self.settings.mode == "sample":
-            return self._sample_translations(text)
-        return self._translate(text)
+        elif self.settings.mode == "sample":
+            reply = self._sample_translations(text, deadline)
+        else:
+            reply = self._translate(text, deadline)
+        if time.monotonic() >= deadline:
+            note = (
+                f"(stopped at the {self.settings.max_seconds:g} s time limit: the "
+                "best found so far; :time changes the limit)"
+            )
+            if self.plain:
+                print(f"note: {note}", file=sys.stderr)
+            else:
+                reply += "\n" + note
+        return reply
 
-    def _continue(self, prompt: str) -> str:
+    def _continue(self, prompt: str, deadline: float) -> str:
         s, engine = self.settings, self.engine
         assert isinstance(engine, TextGenerator)
         if s.mode == "sample":
             found = engine.sample(
-                prompt, self._sample_config(s.max_len), self._generator(engine.device)
+                prompt,
+                self._sample_config(s.max_len),
+                self._generator(engine.device),
+                deadline=deadline,
             )
         else:
             cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
-            found = engine.beam(prompt, s.max_len, cfg)
+            found = engine.beam(prompt, s.max_len, cfg, deadline=deadline)
         if self.plain:
             return prompt + found[0].text
         blocks = []
@@ -228,15 +288,25 @@ class Session:
         return ("\n" + "-" * 40 + "\n").join(blocks)
 
     def _beam_config(self) -> BeamConfig:
+        """`:len N` sets the target length to N (beyond the model's own limit)."""
         s = self.settings
-        lengths = dict(max_len_a=0.0, max_len_b=s.max_len) if s.max_len else {}
+        lengths = {}
+        if s.max_len:
+            lengths = dict(max_len_a=0.0, max_len_b=s.max_len, max_len=s.max_len)
         return BeamConfig(beam_size=s.beam, nbest=s.nbest, **lengths)
 
-    def _translate(self, text: str) -> str:
+    def _translate(self, text: str, deadline: float) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         prefix = engine.tgt_tok.encode(self.settings.prefix) or None
-        hyps = engine.translate([text], self._beam_config(), prefix, offset=None)[0]
+        hyps = engine.translate(
+            [text],
+            self._beam_config(),
+            prefix,
+            offset=None,
+            deadline=deadline,
+            attention=True,
+        )[0]
         best = hyps[0]
         self.last_attention = None
         if best.attention is not None:
@@ -247,19 +317,19 @@ class Session:
         if self.plain:
             return engine.detokenize(best)
         return "\n".join(
-            f"[{rank}] {h.score:8.3f}  {engine.detokenize(h)}"
+            f"[{rank}] {h.score:8.3f}  {flatten(engine.detokenize(h))}"
             for rank, h in enumerate(hyps, start=1)
         )
 
-    def _sample_translations(self, text: str) -> str:
+    def _sample_translations(self, text: str, deadline: float) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         ids = engine.encode(text)
         prefix = engine.tgt_tok.encode(self.settings.prefix)
         self.last_attention = None  # sampling keeps no attention
         base = BeamConfig()
-        max_len = self.settings.max_len or int(
-            base.max_len_a * len(ids) + base.max_len_b
+        max_len = self.settings.max_len or min(
+            int(base.max_len_a * len(ids) + base.max_len_b), engine.max_tgt_len
         )
         src = torch.tensor([ids], device=engine.device)  # (1, S)
         lengths = torch.tensor([len(ids)], device=engine.device)  # (1,)
@@ -270,8 +340,9 @@ class Session:
                 self._sample_config(max_len),
                 prefix=[prefix] if prefix else None,
                 generator=self._generator(engine.device),
+                deadline=deadline,
             )
-        texts = [engine.tgt_tok.decode(prefix + row) for row in rows]
+        texts = [flatten(engine.tgt_tok.decode(prefix + row)) for row in rows]
         if self.plain:
             return texts[0]
         return "\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))

@@ -5,6 +5,7 @@ Used by the CLI, the evaluator, validation during training and the REPL.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +22,9 @@ from nmt.search.stepper import inference
 from nmt.utils.memory import check_fits
 from nmt.utils.runtime import auto_workers, autocast, autocast_dtype, in_workers
 
-# sentences longer than this many subword tokens are cut (with a warning)
-MAX_SRC_TOKENS = 250
+# the model's limits when the checkpoint does not say (DataConfig.max_len's default):
+# longer sources are cut (with a warning), targets stop at this many subwords
+MAX_LEN = 100
 
 
 class Translator:
@@ -36,35 +38,57 @@ class Translator:
         *,
         device: torch.device,
         precision: str = "fp32",
-        max_src_tokens: int = MAX_SRC_TOKENS,
+        max_src_len: int = MAX_LEN,
+        max_tgt_len: int = MAX_LEN,
     ) -> None:
+        """max_src_len, max_tgt_len: the longest source and target (subwords) the
+        model was trained on (data.max_len); what BeamConfig.max_src_len and
+        max_len mean when they are 0."""
         self.model = model.to(device)
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.device, self.precision = device, precision
-        self.max_src_tokens = max_src_tokens
+        self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
+        # a piece covers at most this many characters: a line longer than
+        # max_src_len * this is cut before tokenizing (which takes time per character)
+        self.chars_per_token = max(src_tok.longest_piece, 1)
         self.workers_used = 1  # decoding workers of the last `translate` call
         self._stepper: tuple[tuple, Any] | None = None  # (weights key, stepper)
 
     def encode(
-        self, line: str, index: int | None = None, *, warn: bool = True
+        self,
+        line: str,
+        index: int | None = None,
+        *,
+        warn: bool = True,
+        max_src_len: int = 0,
     ) -> list[int]:
-        """Source ids of `line`, cut at max_src_tokens; `warn`s on stderr about
-        unknown characters and the cut (naming line index + 1, or "input")."""
-        ids = self.src_tok.encode(line)
+        """Source ids of `line`, cut at max_src_len (0 = the model's) tokens;
+        `warn`s on stderr about unknown characters and the cut (naming line
+        index + 1, or "input"). Only the first max_src_len * chars_per_token
+        characters are read, so a line's cost is bounded whatever its length."""
+        limit = max_src_len or self.max_src_len
+        chars = limit * self.chars_per_token
+        text = line[:chars]
+        ids = self.src_tok.encode(text)
         where = f"line {index + 1}" if index is not None else "input"
         if warn and UNK_ID in ids:
-            unknown = "".join(self.src_tok.unknown_chars(line))
+            unknown = "".join(self.src_tok.unknown_chars(text))
             print(
                 f"warning: {where} has characters unknown to the model: {unknown!r}",
                 file=sys.stderr,
             )
-        if warn and len(ids) > self.max_src_tokens:
+        if warn and len(line) > chars:
             print(
-                f"warning: {where} has {len(ids)} tokens; "
-                f"translating its first {self.max_src_tokens}",
+                f"warning: {where} has {len(line)} characters; translating the "
+                f"first {min(len(ids), limit)} tokens of its first {chars}",
                 file=sys.stderr,
             )
-        return ids[: self.max_src_tokens]
+        elif warn and len(ids) > limit:
+            print(
+                f"warning: {where} has {len(ids)} tokens; translating its first {limit}",
+                file=sys.stderr,
+            )
+        return ids[:limit]
 
     def translate(
         self,
@@ -73,10 +97,17 @@ class Translator:
         prefix: Sequence[int] | None = None,
         *,
         offset: int | None = 0,
+        deadline: float | None = None,
+        attention: bool = False,
     ) -> list[list[Hypothesis]]:
         """n-best hypotheses per line, in input order; warnings number the lines
         from offset + 1 (a caller translating a file in chunks passes the lines
         before this chunk), or call each line "input" when offset is None.
+
+        Sources are cut at cfg.max_src_len tokens and targets at cfg.max_len (0 =
+        the model's `max_src_len`, `max_tgt_len`). `deadline` (a time.monotonic()
+        time) stops the search with what it has (`beam_search`); `attention`
+        keeps each hypothesis' attention (for the REPL's table; it costs time).
 
         Lines are sorted by length inside each window of `cfg.batch_size` * 8 lines
         and decoded `cfg.batch_size` at a time, by `cfg.workers` threads at once
@@ -87,9 +118,14 @@ class Translator:
         once per call, not once per batch.
         """
         ids = [
-            self.encode(line, None if offset is None else offset + i)
+            self.encode(
+                line,
+                None if offset is None else offset + i,
+                max_src_len=cfg.max_src_len,
+            )
             for i, line in enumerate(lines)
         ]
+        cfg = dataclasses.replace(cfg, max_len=cfg.max_len or self.max_tgt_len)
         results: list[list[Hypothesis]] = [
             [Hypothesis(tokens=(), log_prob=0.0, score=0.0, attention=None)]
         ] * len(lines)
@@ -114,7 +150,12 @@ class Translator:
             stepper = self.stepper()
             decoded = in_workers(
                 lambda batch: self._decode(
-                    stepper, [ids[i] for i in batch], cfg, prefix
+                    stepper,
+                    [ids[i] for i in batch],
+                    cfg,
+                    prefix,
+                    deadline=deadline,
+                    attention=attention,
                 ),
                 batches,
                 workers,
@@ -143,11 +184,22 @@ class Translator:
         batch: list[list[int]],
         cfg: BeamConfig,
         prefix: Sequence[int] | None,
+        *,
+        deadline: float | None,
+        attention: bool,
     ) -> list[list[Hypothesis]]:
         src = pad(batch).to(self.device)  # (N, S)
         lengths = torch.tensor([len(s) for s in batch], device=self.device)  # (N,)
         prefixes = [list(prefix)] * len(batch) if prefix else None
-        return beam_search(stepper, (src, lengths), lengths, cfg, prefix=prefixes)
+        return beam_search(
+            stepper,
+            (src, lengths),
+            lengths,
+            cfg,
+            prefix=prefixes,
+            deadline=deadline,
+            keep_attention=attention,
+        )
 
     def detokenize(self, hyp: Hypothesis) -> str:
         return self.tgt_tok.decode(list(hyp.tokens))

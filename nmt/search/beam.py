@@ -9,6 +9,7 @@ length, T steps. Rows are flat: row a*B + b is sentence a, beam b.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,12 @@ class BeamConfig:
     len_penalty: float = 1.0  # GNMT length penalty alpha; 0 ranks by raw log-prob
     max_len_a: float = 1.5  # max target tokens = int(a * src_len + b)
     max_len_b: int = 10  # constant part of the max target length
+    # hard cap on target tokens, whatever a and b say; 0 = none (nmt.translate,
+    # nmt.evaluate and the REPL then take the model's: its data.max_len)
+    max_len: int = 0
+    # source subwords translated per line, longer lines are cut with a warning (used
+    # by callers); 0 = the model's data.max_len, the longest it was trained on
+    max_src_len: int = 0
     min_len: int = 0  # EOS forbidden until a hypothesis has this many tokens
     no_repeat_ngram: int = 0  # never repeat an n-gram of this size; 0 = off
     batch_size: int = 64  # sentences per batch (used by callers, not by beam_search)
@@ -61,7 +68,7 @@ class BeamConfig:
             )
         if not (math.isfinite(self.max_len_a) and self.max_len_a >= 0):
             raise ValueError(f"max_len_a must be finite and >= 0, got {self.max_len_a}")
-        for name in ("min_len", "no_repeat_ngram"):
+        for name in ("max_len", "max_src_len", "min_len", "no_repeat_ngram"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -84,6 +91,9 @@ def beam_search(
     src_lengths: Tensor,
     cfg: BeamConfig,
     prefix: Sequence[Sequence[int]] | None = None,
+    *,
+    deadline: float | None = None,
+    keep_attention: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over N sentences x B beams, one `stepper.step` per step.
 
@@ -91,10 +101,11 @@ def beam_search(
     when its nbest finished ones can no longer be beaten by any live hypothesis (a
     bound using the length penalty at its max length: with a length penalty the
     best beam's EOS alone never stops it), when its live beams reach its max length
-    (they are then kept without EOS), or when every candidate is -inf (live beams
-    kept as they are). PAD and BOS are never generated. Exact ties go to the lower
-    token id within a row (as `argmax`, `scoring.top_k_rows`), then to the lower
-    beam, so width 1 is argmax decoding and a sentence's search does not depend on
+    (they are then kept without EOS), when every candidate is -inf (live beams
+    kept as they are), or when the `deadline` has passed (live beams kept as they
+    are, for all sentences). PAD and BOS are never generated. Exact ties go to the
+    lower token id within a row (as `argmax`, `scoring.top_k_rows`), then to the
+    lower beam, so width 1 is argmax decoding and a sentence's search does not depend on
     its batch mates (its scores may still differ by the rounding of the stepper's
     matrix products at another batch size).
 
@@ -102,9 +113,10 @@ def beam_search(
         stepper: the model, seen only through the `Stepper` protocol.
         inputs: passed unchanged to `stepper.init_state(inputs, cfg.beam_size)`.
         src_lengths: (N,) long source lengths; sentence n has at most
-            int(max_len_a * src_lengths[n] + max_len_b) tokens (never fewer than its
-            prefix). An LM passes zeros, so max_len_b is its length. Attention is cut
-            to (T, src_lengths[n]) when that is positive.
+            int(max_len_a * src_lengths[n] + max_len_b) tokens, and at most
+            cfg.max_len when that is not 0 (never fewer than its prefix). An LM
+            passes zeros, so max_len_b is its length. Attention is cut to
+            (T, src_lengths[n]) when that is positive.
         cfg: search settings; cfg.batch_size, cfg.workers and cfg.prefix are for
             callers.
         prefix: optional forced tokens, one list per sentence (length N; use [] for
@@ -113,6 +125,11 @@ def beam_search(
             the vocabulary (not PAD/BOS/EOS), else ValueError. A forced token the
             model gives probability 0 (-inf) leaves no candidate: the sentence
             ends there, as when every candidate is -inf.
+        deadline: a `time.monotonic()` time; checked before each step, so the
+            search overruns it by at most one step.
+        keep_attention: False leaves `Hypothesis.attention` None, and saves
+            keeping each beam's attention history (copied at every step: time and
+            memory grow with T * T * S).
 
     Returns:
         Per sentence, cfg.nbest distinct hypotheses (fewer only if fewer exist, never
@@ -120,7 +137,8 @@ def beam_search(
     """
     cfg.validate()
     with inference(stepper):
-        return _Search(stepper, cfg, src_lengths, prefix).run(inputs)
+        search = _Search(stepper, cfg, src_lengths, prefix, deadline, keep_attention)
+        return search.run(inputs)
 
 
 @dataclass
@@ -152,8 +170,11 @@ class _Search:
         cfg: BeamConfig,
         src_lengths: Tensor,
         prefix: Sequence[Sequence[int]] | None,
+        deadline: float | None,
+        keep_attention: bool,
     ) -> None:
         self.stepper, self.cfg, self.width = stepper, cfg, cfg.beam_size
+        self.deadline, self.keep_attention = deadline, keep_attention
         self.src_lengths: list[int] = src_lengths.tolist()
         self.forced = scoring.prefix_table(prefix, len(self.src_lengths))  # (N, P)
         specials = {stepper.pad_id, stepper.bos_id, stepper.eos_id}
@@ -162,9 +183,12 @@ class _Search:
                 f"prefix tokens must be ordinary tokens, not PAD/BOS/EOS (ids {bad})"
             )
         prefix_lens = (self.forced >= 0).sum(dim=1).tolist()
+        budgets = [int(cfg.max_len_a * n + cfg.max_len_b) for n in self.src_lengths]
+        if cfg.max_len:
+            budgets = [min(budget, cfg.max_len) for budget in budgets]
         self.max_lens = [
-            max(int(cfg.max_len_a * length + cfg.max_len_b), forced, 1)
-            for length, forced in zip(self.src_lengths, prefix_lens, strict=True)
+            max(budget, forced, 1)
+            for budget, forced in zip(budgets, prefix_lens, strict=True)
         ]
         lengths = torch.arange(max(self.max_lens, default=1) + 2)
         penalty = scoring.length_penalty(lengths, cfg.len_penalty)  # (max_len+2,)
@@ -186,10 +210,15 @@ class _Search:
         last = tokens.new_full((n,), self.stepper.bos_id)  # (N,)
         step = 0
         while beams.sentences.numel() > 0:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                for a in range(beams.sentences.numel()):  # the best they have
+                    self._finalize_live(beams, a)
+                break
             scores, state = self.stepper.step(last, state)  # (A*W, V)
             if step == 0 and self.forced.numel() > 0:
                 self._check_prefix(scores.size(1))
-            attention = self.stepper.attention(state)  # (A*W, S) or None
+            # (A*W, S) or None
+            attention = self.stepper.attention(state) if self.keep_attention else None
             beams, rows = self._advance(beams, scores, attention, step)
             if beams.sentences.numel() > 0:
                 state = self.stepper.reorder(state, rows)

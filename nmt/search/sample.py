@@ -7,6 +7,7 @@ Shapes: N inputs, R = N * num_samples rows, A rows still sampling, V vocab.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,8 @@ def sample(
     cfg: SampleConfig,
     prefix: Sequence[Sequence[int]] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    deadline: float | None = None,
 ) -> list[list[int]]:
     """Draw one token sequence per row, all rows advancing in one `step` call.
 
@@ -72,6 +75,8 @@ def sample(
         prefix: optional forced tokens, one list per input (length N), shared by
             that input's num_samples rows.
         generator: random source; default torch.Generator seeded with cfg.seed.
+        deadline: a `time.monotonic()` time; checked before each step, at which
+            the rows stop with what they have (overrunning it by at most a step).
 
     Returns:
         R = N * num_samples lists (row n*num_samples + s is sample s of input n) of
@@ -89,7 +94,7 @@ def sample(
             generator = torch.Generator(device=leaf.device).manual_seed(cfg.seed)
         if cfg.max_len <= 0:
             return [[] for _ in range(rows)]
-        return _run(stepper, state, forced, cfg, generator)
+        return _run(stepper, state, forced, cfg, generator, deadline)
 
 
 def _run(
@@ -98,6 +103,7 @@ def _run(
     forced: Tensor,
     cfg: SampleConfig,
     generator: torch.Generator,
+    deadline: float | None,
 ) -> list[list[int]]:
     """The sampling loop; finished rows leave the batch through `stepper.reorder`."""
     rows, eos = forced.size(0), stepper.eos_id
@@ -106,6 +112,8 @@ def _run(
     counts = torch.zeros_like(active)  # (A,) tokens sampled so far
     out: list[list[int]] = [[] for _ in range(rows)]
     for step in range(forced.size(1) + cfg.max_len):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
         scores, state = stepper.step(last, state)  # (A, V) logits or log-probs
         log_probs = forbid_tokens(log_softmax(scores), special_tokens(stepper))
         if step < forced.size(1):

@@ -64,6 +64,8 @@ class Trainer(TrainingLoop):
             self.tgt_tok,
             device=self.device,
             precision=self.precision,
+            max_src_len=cfg.data.max_len,  # what a checkpoint's translator uses
+            max_tgt_len=cfg.data.max_len,
         )
 
     # -- set-up ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,9 @@ def test_translate_keeps_line_count_and_order_on_adversarial_input(tiny_checkpoi
         b"   ",
         b"\t",
         PAIRS[2][0].encode() + b"\r",
-        "line\u2028sep".encode(),
+        "line\u2028sep\x85nel\x0bvt".encode(),
+        b"\x00\x1c\x1d\x1e nul " * 50,
+        ("x" * 100_000).encode(),  # read only as far as the source cap needs
         PAIRS[0][0].encode(),
     ]
     proc = run(
@@ -56,75 +59,27 @@ def test_translate_keeps_line_count_and_order_on_adversarial_input(tiny_checkpoi
     out = proc.stdout.decode().split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
     assert out[1] == "" and out[6] == ""
-    assert out[0] == out[10]  # same input, same answer, wherever it sits
-    assert "not valid UTF-8" in proc.stderr.decode()
-    assert "tokens; translating its first" in proc.stderr.decode()
-    assert "unknown to the model" in proc.stderr.decode()
+    assert out[0] == out[-2]  # same input, same answer, wherever it sits
+    assert len(proc.stdout.decode().splitlines()) == len(lines)  # the strictest split
+    err = proc.stderr.decode()
+    assert "not valid UTF-8" in err and "unknown to the model" in err
+    assert "warning: line 5 has 2000 characters; translating the first" in err
+    assert "warning: line 12 has 100000 characters; translating the first" in err
 
 
-def test_translate_nbest_and_scores(tiny_checkpoint, tmp_path):
-    src = tmp_path / "in.txt"
-    src.write_text("".join(de + "\n" for de, _ in PAIRS[:3]))
-    proc = run(
-        [
-            "-m",
-            "nmt.translate",
-            "--ckpt",
-            str(tiny_checkpoint),
-            "--input",
-            str(src),
-            "--beam",
-            "3",
-            "--nbest",
-            "2",
-        ]
+def test_translate_source_and_target_caps(tiny_checkpoint):
+    def translate(*options: str) -> subprocess.CompletedProcess:
+        args = ["--ckpt", str(tiny_checkpoint), "--threads", "1", *options]
+        line = b"a b c d e f g h i j"  # one or two pieces a letter, short in characters
+        return run(["-m", "nmt.translate", *args], input_bytes=line + b"\n")
+
+    assert b"translating" not in translate().stderr  # the model's limit: 100
+    cut = translate("--max-src-len", "4", "--max-len", "2")
+    assert re.search(
+        rb"warning: line 1 has \d+ tokens; translating its first 4\n", cut.stderr
     )
-    assert proc.returncode == 0, proc.stderr.decode()
-    rows = [r.split(" ||| ") for r in proc.stdout.decode().splitlines()]
-    assert [int(r[0]) for r in rows] == [0, 0, 1, 1, 2, 2]
-    assert all(float(rows[i][2]) >= float(rows[i + 1][2]) for i in (0, 2, 4))
-    proc = run(
-        [
-            "-m",
-            "nmt.translate",
-            "--ckpt",
-            str(tiny_checkpoint),
-            "--input",
-            str(src),
-            "--scores",
-        ]
-    )
-    assert all("\t" in r for r in proc.stdout.decode().splitlines())
-
-
-@pytest.mark.parametrize("bad", ["missing", "corrupt", "directory"])
-def test_translate_bad_checkpoint_is_one_line_error(bad, tmp_path):
-    path = tmp_path / "x.pt"
-    if bad == "corrupt":
-        path.write_bytes(b"not a checkpoint at all")
-    elif bad == "directory":
-        path.mkdir()
-    proc = run(["-m", "nmt.translate", "--ckpt", str(path)], input_bytes=b"hallo\n")
-    err = proc.stderr.decode().strip()
-    assert proc.returncode == 2
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-
-
-def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
-    proc = run(
-        [
-            "-m",
-            "nmt.translate",
-            "--ckpt",
-            str(tiny_checkpoint),
-            "--beam",
-            "2",
-            "--nbest",
-            "3",
-        ],
-        input_bytes=b"hallo\n",
-    )
-    assert proc.returncode == 2 and "--nbest" in proc.stderr.decode()
+    assert len(cut.stdout.split()) <= 2  # at most 2 target pieces
+    assert translate("--max-len", "-1").returncode == 2
 
 
 @pytest.mark.parametrize(
@@ -135,6 +90,7 @@ def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
         ("--batch-size", "0", "batch_size must be >= 1"),
         ("--threads", "-3", "threads must be >= 0"),
         ("--len-penalty", "nan", "len_penalty must be a finite number"),
+        ("--max-src-len", "-1", "max_src_len must be >= 0"),
         ("--device", "foo", "unknown device 'foo'"),
     ],
 )

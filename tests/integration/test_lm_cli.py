@@ -85,11 +85,13 @@ def test_wrong_checkpoint_kind_is_one_line(tiny_lm_checkpoint, tiny_checkpoint):
 def test_repl_pipes_answer_one_line_per_line(tiny_lm_checkpoint, tiny_checkpoint):
     lm = run(
         ["nmt.repl", "--ckpt", str(tiny_lm_checkpoint), "--threads", "1"],
-        stdin=":len 30\n:seed 1\nROMEO:\n:beam x\nJULIET:\nA\rB\n",
+        stdin=":len 30\n:seed 1\nROMEO:\n:beam x\nJULIET:\nA\rB\nC\u2028D\x85E\n",
     )
     assert lm.returncode == 0, lm.stderr
     lines = lm.stdout.split("\n")
-    assert len(lines) == 7 and lines[-1] == ""  # a lone \r does not end a line
+    assert len(lines) == 8 and lines[-1] == ""  # a lone \r does not end a line
+    assert len(lm.stdout.splitlines()) == 7  # nor any other break
+    assert lines[6].startswith("C\\u2028D\\u0085E")
     assert lines[2].startswith("ROMEO:") and lines[4].startswith("JULIET:")
     assert lines[3].startswith("error: :beam needs")
     assert lines[5].startswith("A\\rB")  # the answer escapes it
@@ -129,7 +131,7 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
         child.expect_exact("lm> ")
         child.sendline(":temp 0")  # greedy: never ends early with EOS
         child.expect_exact("lm> ")
-        child.sendline(":len 100000")
+        child.sendline(":len 10000")  # the most it allows: seconds of work
         child.expect_exact("lm> ")
         child.sendline("JULIET:")
         time.sleep(1.0)
@@ -143,6 +145,14 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
     assert child.exitstatus == 0
     history = tmp_path / ".cache" / "nmt" / "repl_history"
     assert ":beam 2" in history.read_text()
+
+
+def test_repl_time_limit_out_of_range_is_one_line(tiny_lm_checkpoint):
+    args = ["nmt.repl", "--ckpt", str(tiny_lm_checkpoint), "--max-seconds", "0"]
+    proc = run(args, stdin="x\n")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "--max-seconds must be between 0.1" in err, err
+    assert len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("ckpt", ["missing.pt"])

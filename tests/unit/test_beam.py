@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -228,6 +229,8 @@ def test_nbest_larger_than_beam_is_a_clear_error():
         ("len_penalty", float("inf"), "len_penalty must be a finite number"),
         ("max_len_a", -1.0, "max_len_a must be finite and >= 0"),
         ("min_len", -1, "min_len must be >= 0"),
+        ("max_len", -1, "max_len must be >= 0"),
+        ("max_src_len", -5, "max_src_len must be >= 0"),
         ("no_repeat_ngram", -2, "no_repeat_ngram must be >= 0"),
     ],
 )
@@ -252,6 +255,64 @@ def test_max_len_grows_with_source_length():
     results = search(TableStepper(table), [0, 1], cfg, src=[1, 4])
     assert max(len(h.tokens) for h in results[0]) <= 2  # int(1.5 * 1 + 1)
     assert max(len(h.tokens) for h in results[1]) == 7  # int(1.5 * 4 + 1)
+
+
+def test_max_len_caps_what_the_source_length_allows():
+    table = random_table(eos_bias=-3.0)  # EOS unlikely: hypotheses hit max length
+    cfg = config(beam_size=2, nbest=2, max_len_a=1.5, max_len_b=1, max_len=5)
+    results = search(TableStepper(table), [0, 1], cfg, src=[1, 40])
+    assert max(len(h.tokens) for h in results[0]) <= 2  # int(1.5 * 1 + 1) < 5
+    assert max(len(h.tokens) for h in results[1]) == 5  # not int(1.5 * 40 + 1)
+    # a forced prefix longer than the cap is still kept whole
+    cfg = config(beam_size=2, max_len=2)
+    hyps = search(TableStepper(table), [0], cfg, prefix=[[A, B, A]])[0]
+    assert hyps[0].tokens == (A, B, A)
+
+
+class Clock:
+    """A fake `time.monotonic`, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_deadline_stops_the_search_with_the_best_live_beams(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("nmt.search.beam.time", SimpleNamespace(monotonic=clock))
+    table = random_table(eos_bias=-3.0)
+
+    class Slow(TableStepper):
+        def step(self, tokens, state):
+            clock.now += 1.0
+            return super().step(tokens, state)
+
+    stepper = Slow(table)
+    cfg = config(beam_size=2, nbest=2, max_len_b=50)
+    results = beam_search(stepper, [0, 1], torch.zeros(2), cfg, deadline=3.0)
+    assert len(stepper.rows_per_step) == 3  # the steps started before 3.0 s
+    short = config(beam_size=2, nbest=2, max_len_b=3)
+    unlimited = search(TableStepper(table), [0, 1], short)
+    for hyps, full in zip(results, unlimited, strict=True):
+        assert 1 <= len(hyps) <= 2 and all(len(h.tokens) <= 3 for h in hyps)
+        assert hyps[0] == full[0]  # what a 3-token max length gives
+    # a deadline already passed: one empty hypothesis per sentence, no step
+    stepper = Slow(table)
+    results = beam_search(stepper, [0, 1], torch.zeros(2), cfg, deadline=0.0)
+    assert results == [[Hypothesis((), 0.0, 0.0)]] * 2 and not stepper.rows_per_step
+
+
+def test_without_attention_the_same_hypotheses():
+    cfg = config(beam_size=3, nbest=3, max_len_b=4)
+    src = torch.tensor([4, 3])
+    kept = beam_search(TableStepper(random_table(), src_len=4), [0, 1], src, cfg)
+    stepper = TableStepper(random_table(), src_len=4)
+    bare = beam_search(stepper, [0, 1], src, cfg, keep_attention=False)
+    assert bare == kept  # attention is not compared
+    assert all(h.attention is None for hyps in bare for h in hyps)
+    assert all(h.attention is not None for hyps in kept for h in hyps)
 
 
 def test_no_repeat_ngram():

@@ -50,10 +50,10 @@ def test_sample_and_beam_give_continuations():
 
 
 def test_beam_keeps_every_setting_but_the_length(monkeypatch):
-    seen: list[BeamConfig] = []
+    seen: list[tuple[BeamConfig, float | None]] = []
 
-    def search(model, inputs, lengths, cfg):
-        seen.append(cfg)
+    def search(model, inputs, lengths, cfg, *, deadline=None):
+        seen.append((cfg, deadline))
         return [[]]
 
     monkeypatch.setattr("nmt.inference.generator.beam_search", search)
@@ -66,6 +66,8 @@ def test_beam_keeps_every_setting_but_the_length(monkeypatch):
         batch_size=7,
         workers=1,
         prefix="x",
+        max_len=4,  # the LM's length is `max_len` alone
     )
-    make().beam("ROMEO:", 9, cfg)
-    assert seen == [dataclasses.replace(cfg, max_len_a=0.0, max_len_b=9)]
+    make().beam("ROMEO:", 9, cfg, deadline=12.5)
+    expected = dataclasses.replace(cfg, max_len_a=0.0, max_len_b=9, max_len=0)
+    assert seen == [(expected, 12.5)]

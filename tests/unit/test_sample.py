@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -124,6 +127,22 @@ def test_max_len_counts_tokens_after_the_prefix():
     cfg = SampleConfig(max_len=3, num_samples=4)
     rows = sample(TableStepper(no_eos), [0], cfg, prefix=[[4, 4]])
     assert all(len(r) == 3 for r in rows)
+
+
+def test_deadline_stops_every_row_with_what_it_has(monkeypatch):
+    now = [0.0]
+    module = importlib.import_module("nmt.search.sample")  # not the function
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+
+    def no_eos(n: int, history: tuple[int, ...]) -> list[float]:
+        now[0] += 1.0  # each row's step takes a second
+        return from_probs({3: 0.5, 4: 0.5}, VOCAB)
+
+    cfg = SampleConfig(max_len=100, num_samples=2)
+    rows = sample(TableStepper(no_eos), [0], cfg, prefix=[[4]], deadline=6.0)
+    # steps begin at 0, 2 and 4 s: the prefix token, then two sampled tokens
+    assert [len(r) for r in rows] == [2, 2]
+    assert sample(TableStepper(no_eos), [0], cfg, deadline=0.0) == [[], []]
 
 
 def test_bad_settings_raise():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -69,6 +72,9 @@ def test_commands_change_settings_and_print_them(translator, command, expected):
         (":topk 2.5", ":topk needs a number"),
         (":nbest 6", ":nbest needs a number between 1 and 5"),
         (":len -3", ":len needs a number"),
+        (":len 100000", ":len needs a number between 0 and 1000 (tokens; longer"),
+        (":time 0", ":time needs a number between 0.1 and 3600"),
+        (":time inf", ":time needs a number"),
         (":seed x", ":seed needs a number"),
         (":beam", ":beam needs a number"),
         (
@@ -195,6 +201,70 @@ def test_plain_mode_answers_on_one_line(generator, translator):
     assert "\n" not in mt.handle(PAIRS[2][0]) and not mt.handle(PAIRS[2][0]).startswith(
         "["
     )
+
+
+def test_lm_len_is_bounded_in_characters(generator):
+    session = Session(generator)
+    assert settings(session.handle(":len 10000"))["len"] == "10000"
+    reply = session.handle(":len 10001")
+    assert reply.startswith("error: :len needs a number between 1 and 10000")
+    assert "characters; longer answers take minutes" in reply
+
+
+def test_time_limit_from_the_flag_or_the_command(translator):
+    assert settings(Session(translator).handle(":help"))["time"] == "20s"
+    session = Session(translator, max_seconds=2.5)
+    assert settings(session.handle(":help"))["time"] == "2.5s"
+    assert settings(session.handle(":time 0.5"))["time"] == "0.5s"
+    with pytest.raises(ValueError, match="--max-seconds must be between 0.1"):
+        Session(translator, max_seconds=0.0)
+
+
+class Clock:
+    """A fake `time.monotonic` for the session and the searches: every reading
+    takes a second (the searches read it once per step)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 0.0
+        fake = SimpleNamespace(monotonic=self)
+        for module in ("nmt.inference.session", "nmt.search.beam"):
+            monkeypatch.setattr(f"{module}.time", fake)
+        sample = importlib.import_module("nmt.search.sample")  # not the function
+        monkeypatch.setattr(sample, "time", fake)
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.mark.parametrize("mode", [":beam 2", ":sample"])
+def test_an_answer_stops_at_the_time_limit_with_a_note(
+    translator, generator, mode, monkeypatch, capsys
+):
+    def ask(engine, line: str, length: int, **options) -> str:
+        session = Session(engine, **options)
+        for command in (mode, ":seed 1", f":len {length}"):
+            session.handle(command)
+        return session.handle(line)
+
+    short = ask(translator, PAIRS[0][0], 3)  # no time limit reached
+    short_lm = ask(generator, "ROMEO:", 3, plain=True)
+    Clock(monkeypatch)  # the session reads 1 s (deadline 5), then steps at 2, 3, 4
+    *answers, note = ask(translator, PAIRS[0][0], 50, max_seconds=4).split("\n")
+    assert note.startswith("(stopped at the 4 s time limit: the best found so far")
+    assert "\n".join(answers) == short  # 3 steps, as with a length of 3
+    assert ask(generator, "ROMEO:", 500, plain=True, max_seconds=4) == short_lm
+    if mode == ":sample":  # (the LM's beam search has ended by itself)
+        assert "note: (stopped at the 4 s time limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0b", "\x1c", "\u2029"])
+def test_plain_answers_are_one_line_whatever_the_prompt(generator, separator):
+    lm = Session(generator, plain=True)
+    lm.handle(":len 20")
+    answer = lm.handle(f"ROMEO:{separator}But")
+    assert len(answer.splitlines()) == 1
+    assert answer.startswith(f"ROMEO:\\u{ord(separator):04x}But")
 
 
 def test_double_colon_is_text(generator):

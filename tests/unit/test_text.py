@@ -24,10 +24,21 @@ def test_one_line_keeps_type_and_first_line():
         ("plain", "plain", "plain"),
         ("a\nb\r\nc", "a b  c", "a\\nb\\r\\nc"),
         ("back\\slash\n", "back\\slash ", "back\\\\slash\\n"),
-        ("line\u2028sep", "line\u2028sep", "line\u2028sep"),  # not a line break here
+        ("line\u2028sep\x85", "line sep ", "line\\u2028sep\\u0085"),
+        (
+            "\x0b\x0c\x1c\x1d\x1e\u2029",
+            "      ",
+            "\\u000b\\u000c\\u001c\\u001d\\u001e\\u2029",
+        ),
     ],
 )
 def test_flatten_with_spaces_or_escapes(text, spaces, escaped):
     assert flatten(text) == spaces
     assert flatten(text, escape=True) == escaped
-    assert "\n" not in flatten(text) and "\r" not in flatten(text, escape=True)
+    assert len(flatten(text).splitlines()) <= 1
+    assert len(flatten(text, escape=True).splitlines()) <= 1
+
+
+def test_escapes_can_be_undone():
+    text = "a\\u2028 b\u2028c\nd\x85"
+    assert flatten(text, escape=True).encode().decode("unicode_escape") == text
