@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hostile_lines import KINDS  # beside this script
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 ENV = {
@@ -410,77 +412,7 @@ def part_training(work: Path, args: argparse.Namespace, deadline: float) -> list
 
 
 # -- part 2: hostile input lines ----------------------------------------------------
-BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines() breaks, not "\n"
-WORDS = "ein mann frau hund kind fährt liest spielt im park .".split()
-
-
-def _text(
-    rng: random.Random, alphabet: str, words: int, length: tuple[int, int]
-) -> str:
-    return " ".join(
-        "".join(rng.choice(alphabet) for _ in range(rng.randint(*length)))
-        for _ in range(words)
-    )
-
-
-def hostile_line(rng: random.Random, kind: str) -> bytes:
-    """One input line (no b"\\n") of a hostile `kind`."""
-    sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
-    text = {
-        "empty": lambda: "",
-        "whitespace": lambda: "".join(
-            rng.choice(" \t\u00a0\u3000\u200b\r") for _ in range(rng.randint(1, 40))
-        ),
-        "100k chars": lambda: (sentence + " ") * (100_000 // (len(sentence) + 1)),
-        "100k one char": lambda: rng.choice("a.😀漢") * 100_000,
-        "control": lambda: "".join(
-            rng.choice([chr(c) for c in range(32) if c != 10] + ["\x7f", sentence])
-            for _ in range(rng.randint(1, 30))
-        ),
-        "line breaks": lambda: rng.choice(BREAKS).join(sentence.split(" ")),
-        "emoji": lambda: (
-            _text(rng, "😀👍🏽👨‍👩‍👧🇩🇪❤️\u200d🔥", rng.randint(1, 10), (1, 5))
-            + " "
-            + sentence
-        ),
-        "rtl": lambda: _text(
-            rng, "مرحبا بالعالم שלום עולם\u202e\u202b", rng.randint(1, 12), (1, 9)
-        ),
-        "cjk": lambda: _text(
-            rng, "漢字日本語中文한국어カタカナ", rng.randint(1, 8), (1, 12)
-        ),
-        "urls": lambda: (
-            f"siehe https://example.com/{rng.randint(0, 9**9)}?q="
-            + sentence.replace(" ", "+")
-            + "&x=%00#frag ftp://a.b/c"
-        ),
-        "long words": lambda: _text(
-            rng, "abcdefghijklmnopqrstuvwxyzäöüß", rng.randint(1, 3), (200, 5000)
-        ),
-        "combining": lambda: (
-            "".join(c + "\u0301\u0308\u0336" * rng.randint(1, 20) for c in sentence)
-            + "\ufeff"
-        ),
-        "separators": lambda: f"{sentence} ||| 0 ||| -1.0\t{sentence}",
-    }
-    if kind == "invalid utf-8":
-        bad = [
-            b"\xff",
-            b"\xc3",
-            b"\xed\xa0\x80",
-            b"\xc0\xaf",
-            b"\xf8\x88\x80\x80\x80",
-            bytes([rng.randint(128, 255)]),
-        ]
-        return b" ".join(rng.choice(bad) + w.encode() for w in sentence.split(" "))
-    return text[kind]().encode("utf-8", errors="surrogatepass")
-
-
-KINDS = [  # one line of each in turn
-    *("empty", "whitespace", "100k chars", "100k one char", "invalid utf-8"),
-    *("control", "line breaks", "emoji", "rtl", "cjk", "urls", "long words"),
-    *("combining", "separators"),
-]
+HOSTILE = sorted(KINDS)  # scripts/hostile_lines.py: one line of each in turn
 KNOWN_EVERY = 10  # line i is a known sentence when i % KNOWN_EVERY == KNOWN_AT
 KNOWN_AT = 3
 
@@ -493,7 +425,7 @@ def write_inputs(
     hostile = [
         known[(i // KNOWN_EVERY) % len(known)].encode()
         if i % KNOWN_EVERY == KNOWN_AT
-        else hostile_line(rng, KINDS[i % len(KINDS)])
+        else KINDS[HOSTILE[i % len(HOSTILE)]](rng).replace(b"\n", b" ")
         for i in range(lines)
     ]
     assert not any(b"\n" in line for line in hostile)
