@@ -54,20 +54,9 @@ ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
 }
-PAIRS = [  # the tiny corpus (as tests/conftest.py)
-    ("ein mann fährt fahrrad .", "a man rides a bike ."),
-    ("eine frau liest ein buch .", "a woman reads a book ."),
-    ("zwei hunde spielen im park .", "two dogs play in the park ."),
-    ("ein kind isst einen apfel .", "a child eats an apple ."),
-    ("der mann trinkt kaffee .", "the man drinks coffee ."),
-    ("die frau singt ein lied .", "the woman sings a song ."),
-    ("ein hund läuft am strand .", "a dog runs on the beach ."),
-    ("zwei kinder spielen fußball .", "two children play soccer ."),
-    ("ein mann liest eine zeitung .", "a man reads a newspaper ."),
-    ("eine frau fährt ein auto .", "a woman drives a car ."),
-    ("der hund schläft .", "the dog sleeps ."),
-    ("die kinder lachen .", "the children laugh ."),
-]
+sys.path.insert(0, str(REPO))
+from tests.conftest import PAIRS  # noqa: E402  (the tests' tiny corpus)
+
 STEPS, VALID_EVERY = 150, 15  # tiny training: 10 validations, ~10 s on one thread
 
 
