@@ -39,6 +39,7 @@ type '::text' for text that starts with ':'"""
 # the longest answers `:len` allows (models are trained on far shorter ones, and
 # longer answers take minutes): an LM's in characters, a translation's in tokens
 MAX_LM_CHARS = 10_000
+MAX_PROMPT_CHARS = 2_000  # an LM answer reads at most this much of its prompt
 MAX_TGT_TOKENS = 1_000
 MAX_SECONDS = 3600.0  # the most `:time` and --max-seconds allow
 
@@ -269,16 +270,24 @@ class Session:
     def _continue(self, prompt: str, deadline: float) -> str:
         s, engine = self.settings, self.engine
         assert isinstance(engine, TextGenerator)
+        # reading a prompt is not bounded by the deadline: only its end is read
+        context = prompt[-MAX_PROMPT_CHARS:]
+        if len(context) < len(prompt):
+            print(
+                f"note: the answer continues the prompt's last {MAX_PROMPT_CHARS:,} "
+                f"of {len(prompt):,} characters",
+                file=sys.stderr,
+            )
         if s.mode == "sample":
             found = engine.sample(
-                prompt,
+                context,
                 self._sample_config(s.max_len),
                 self._generator(engine.device),
                 deadline=deadline,
             )
         else:
             cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
-            found = engine.beam(prompt, s.max_len, cfg, deadline=deadline)
+            found = engine.beam(context, s.max_len, cfg, deadline=deadline)
         if self.plain:
             return prompt + found[0].text
         blocks = []

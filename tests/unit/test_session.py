@@ -10,7 +10,7 @@ import torch
 
 from nmt.data.chars import CharTokenizer
 from nmt.inference.generator import TextGenerator
-from nmt.inference.session import HELP, Session
+from nmt.inference.session import HELP, MAX_PROMPT_CHARS, Session
 from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM
 from nmt.models.seq2seq import Seq2Seq
@@ -271,3 +271,21 @@ def test_double_colon_is_text(generator):
     session = Session(generator)
     session.handle(":len 3")
     assert session.handle("::beam 3").startswith(":beam 3")
+
+
+def test_lm_reads_only_the_end_of_a_huge_prompt(generator, capsys):
+    """The answer to a 100,000-character prompt continues its last characters
+    (as the same end alone would) and echoes the whole prompt."""
+    session = Session(generator, plain=True)
+    session.handle(":seed 1")
+    session.handle(":len 20")
+    tail = "ROMEO: " * (MAX_PROMPT_CHARS // 7 + 1)
+    tail = tail[-MAX_PROMPT_CHARS:]
+    alone = session.handle(tail)[len(tail) :]
+    huge = "x" * 100_000 + tail
+    reply = session.handle(huge)
+    assert reply == huge + alone
+    assert (
+        "continues the prompt's last 2,000 of 102,000 characters"
+        in capsys.readouterr().err
+    )
