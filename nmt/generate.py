@@ -14,31 +14,42 @@ import time
 
 from nmt.search import BeamConfig, SampleConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
-from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
+from nmt.utils.runtime import HelpFormatter, Once, add_runtime_flags, runtime_from_flags
 
 SEPARATOR = "-" * 40
+# the sampling flags' defaults (temperature: the CLI's own, not SampleConfig's 1.0)
+SAMPLING = {
+    "temperature": 0.8,
+    "top_k": SampleConfig.top_k,
+    "top_p": SampleConfig.top_p,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     sampling = SampleConfig()  # the flags default to sampling's own defaults
     p = argparse.ArgumentParser(
-        prog="nmt.generate", description=__doc__.splitlines()[0]
+        prog="nmt.generate",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--ckpt", required=True, help="LM checkpoint from nmt.train")
+    p.add_argument(
+        "--ckpt", required=True, action=Once, help="LM checkpoint from nmt.train"
+    )
     p.add_argument(
         "--prompt", default="", help="text to continue (default: a line start)"
     )
     p.add_argument(
         "--max-chars", type=int, default=sampling.max_len, help="characters to add"
     )
-    p.add_argument(  # the CLI's own default, not SampleConfig's 1.0
-        "--temperature", type=float, default=0.8, help="0 = greedy (argmax)"
+    # sampling only (None: not given, which --beam needs): defaults in SAMPLING
+    p.add_argument("--temperature", type=float, help="0 = greedy (argmax); default 0.8")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help=f"sample among k best (0=off); default {sampling.top_k}",
     )
     p.add_argument(
-        "--top-k", type=int, default=sampling.top_k, help="sample among k best (0=off)"
-    )
-    p.add_argument(
-        "--top-p", type=float, default=sampling.top_p, help="nucleus mass (1 = off)"
+        "--top-p", type=float, help=f"nucleus mass (1 = off); default {sampling.top_p}"
     )
     p.add_argument(
         "--beam", type=int, default=0, help="beam width B; 0 = sample (default)"
@@ -56,10 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def continuations(generator, args: argparse.Namespace) -> list[str]:
     """The generated continuations (without the prompt) for parsed `args`."""
-    if args.max_chars < 0 or args.top_k < 0:
-        raise ValueError("--max-chars and --top-k must be >= 0")
     if args.beam < 0:
         raise ValueError(f"--beam must be >= 0 (0 = sample), got {args.beam}")
+    given = [name for name in SAMPLING if getattr(args, name) is not None]
+    if args.beam > 0 and given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{flags} set(s) sampling, which --beam does not use")
+    for name, default in SAMPLING.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.max_chars < 0 or args.top_k < 0:
+        raise ValueError("--max-chars and --top-k must be >= 0")
     if args.beam > 0:
         if not 1 <= args.num_samples <= args.beam:
             raise ValueError(

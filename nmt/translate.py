@@ -16,7 +16,7 @@ from typing import BinaryIO, TextIO
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
-from nmt.utils.runtime import add_runtime_flags, runtime_from_flags
+from nmt.utils.runtime import HelpFormatter, Once, add_runtime_flags, runtime_from_flags
 from nmt.utils.text import flatten
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
@@ -25,10 +25,15 @@ CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 def build_parser() -> argparse.ArgumentParser:
     search = BeamConfig()  # the flags default to the search's own defaults
     p = argparse.ArgumentParser(
-        prog="nmt.translate", description=__doc__.splitlines()[0]
+        prog="nmt.translate",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--ckpt", required=True, help="checkpoint (best.pt/last.pt) from nmt.train"
+        "--ckpt",
+        required=True,
+        action=Once,
+        help="checkpoint (best.pt/last.pt) from nmt.train",
     )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
@@ -48,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--nbest",
         type=int,
         default=0,
-        help="print K hypotheses per line, Moses format 'id ||| hyp ||| score' "
+        help="print K hypotheses per line in Moses n-best format 'id ||| hyp ||| "
+        "logprob= L ||| score' (score: L over the length penalty) "
         "(fewer when fewer distinct ones exist: an empty line has one, empty)",
     )
     p.add_argument(
@@ -122,7 +128,11 @@ def translate_stream(
             if nbest:
                 for hyp in hyps[:nbest]:
                     text = flatten(translator.detokenize(hyp))
-                    sink.write(f"{count + i} ||| {text} ||| {hyp.score:.4f}\n")
+                    # Moses n-best: id ||| hypothesis ||| features ||| score
+                    sink.write(
+                        f"{count + i} ||| {text} ||| logprob= {hyp.log_prob:.4f} "
+                        f"||| {hyp.score:.4f}\n"
+                    )
             else:
                 text = flatten(translator.detokenize(hyps[0]))
                 sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")

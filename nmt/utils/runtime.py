@@ -56,6 +56,31 @@ def pick_device(name: str = "auto") -> torch.device:
         ) from None
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it has none (None, a flag off)
+    or its help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a repeat is a one-line error (argparse
+    would silently keep the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if getattr(namespace, self.dest, None) not in (None, self.default):
+            parser.exit(
+                2,
+                f"{parser.prog}: error: {option_string} given twice; one checkpoint "
+                "at a time (ensembles are not supported yet)\n",
+            )
+        setattr(namespace, self.dest, values)
+
+
 def add_runtime_flags(parser: argparse.ArgumentParser, *, precisions: str) -> None:
     """--device, --precision (`precisions`: the help listing the choices of this
     CLI's models) and --threads, the same in translate, generate and repl."""

@@ -82,6 +82,72 @@ def test_translate_source_and_target_caps(tiny_checkpoint):
     assert translate("--max-len", "-1").returncode == 2
 
 
+def test_translate_nbest_and_scores(tiny_checkpoint, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("".join(de + "\n" for de, _ in PAIRS[:3]))
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--input",
+            str(src),
+            "--beam",
+            "3",
+            "--nbest",
+            "2",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [r.split(" ||| ") for r in proc.stdout.decode().splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 0, 1, 1, 2, 2]
+    assert all(len(r) == 4 and r[2].startswith("logprob= ") for r in rows)
+    assert all(float(rows[i][3]) >= float(rows[i + 1][3]) for i in (0, 2, 4))
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--input",
+            str(src),
+            "--scores",
+        ]
+    )
+    assert all("\t" in r for r in proc.stdout.decode().splitlines())
+
+
+@pytest.mark.parametrize("bad", ["missing", "corrupt", "directory"])
+def test_translate_bad_checkpoint_is_one_line_error(bad, tmp_path):
+    path = tmp_path / "x.pt"
+    if bad == "corrupt":
+        path.write_bytes(b"not a checkpoint at all")
+    elif bad == "directory":
+        path.mkdir()
+    proc = run(["-m", "nmt.translate", "--ckpt", str(path)], input_bytes=b"hallo\n")
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_translate_nbest_larger_than_beam_is_refused(tiny_checkpoint):
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--beam",
+            "2",
+            "--nbest",
+            "3",
+        ],
+        input_bytes=b"hallo\n",
+    )
+    assert proc.returncode == 2 and "--nbest" in proc.stderr.decode()
+
+
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [
