@@ -260,7 +260,10 @@ class TrainingLoop:
             self.device,
             self.precision,
         )
-        self.report.start(p)
+        if self.dist.is_main:
+            self.report.start(p, tensorboard=self.loop.tensorboard)
+        else:
+            self.report.start(p, tensorboard=False)
         self._halt = False
         bar = tqdm(
             total=self.loop.max_steps or None,
@@ -287,6 +290,7 @@ class TrainingLoop:
             except Interrupted:  # in a validation: last.pt is saved, it is still due
                 stopped = True
         bar.close()
+        self.report.close()
         if stopped:
             reason = f"stopped by {self.stop.name or 'signal'}"
             log.warning(

@@ -54,6 +54,7 @@ class LoopConfig:
     # a fresh run (resume=false) into a run dir that holds a run deletes that run
     # (checkpoints, metrics.jsonl, result.json) instead of refusing to start
     overwrite: bool = False
+    tensorboard: bool = True  # curves in <run dir>/tensorboard (needs the extra)
     # also keep the weights of the last K validations as checkpoints/step_N.pt
     # (inference checkpoints, for `nmt.average`); 0 = none
     keep_last: int = 0

@@ -1,5 +1,6 @@
 """What a training run reports: progress lines, validation records in metrics.jsonl,
-tokens/s, wall time and the summary behind result.json.
+TensorBoard event files (with the `tensorboard` extra), tokens/s, wall time and the
+summary behind result.json.
 
 Only rank 0 of a multi-process run reports. The loop (`loop.py`) decides when;
 this module decides what is written and how it is measured.
@@ -19,6 +20,18 @@ from nmt.training.progress import Progress, append_metrics, read_metrics
 log = logging.getLogger("nmt.training.loop")
 
 
+def open_board(log_dir: Path, step: int) -> Any:
+    """A TensorBoard SummaryWriter for `log_dir`, or None (said once in the log)
+    without the `tensorboard` package. Events after `step` (of a run resumed from
+    it) are purged, so the curves hold each step once."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("no TensorBoard curves: pip install 'nmt[tensorboard]' for them")
+        return None
+    return SummaryWriter(str(log_dir), purge_step=step + 1 if step else None)
+
+
 class RunReport:
     """Log lines and metrics.jsonl of one run dir, with tokens/s and wall time.
 
@@ -32,12 +45,26 @@ class RunReport:
         self.started = time.time()  # set-up counts towards the wall time
         self.clock = self.started
         self._marks: dict[str, tuple[float, int]] = {}
+        self._board: Any = None
 
-    def start(self, progress: Progress) -> None:
-        """Begin this session's clocks at `progress` (restored on resume)."""
+    def start(self, progress: Progress, *, tensorboard: bool = True) -> None:
+        """Begin this session's clocks at `progress` (restored on resume) and,
+        with `tensorboard`, the event files in `<run dir>/tensorboard`."""
         self.clock = self.started - progress.elapsed
         mark = (progress.train_seconds, progress.tokens)
         self._marks = {"log": mark, "valid": mark}
+        if tensorboard and self._board is None:
+            self._board = open_board(self.run_dir / "tensorboard", progress.step)
+
+    def close(self) -> None:
+        if self._board is not None:
+            self._board.close()
+            self._board = None
+
+    def _scalars(self, step: int, values: dict[str, float]) -> None:
+        if self._board is not None:
+            for name, value in values.items():
+                self._board.add_scalar(name, value, step)
 
     def wall_time(self) -> float:
         """Seconds of the run so far, earlier sessions included."""
@@ -57,6 +84,9 @@ class RunReport:
         p, rate = progress, self.rate(progress, "log")
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{p.lr:.1e}", tok_s=f"{rate:.0f}")
         log.info("step %d loss %.3f lr %.2e %.0f tok/s", p.step, loss, p.lr, rate)
+        self._scalars(
+            p.step, {"train/loss": loss, "train/lr": p.lr, "train/tok_s": rate}
+        )
 
     def validation(
         self, progress: Progress, metrics: dict[str, float], text: str, best: bool
@@ -75,6 +105,11 @@ class RunReport:
                 "elapsed_s": round(p.elapsed, 1),
             },
         )
+        self._scalars(
+            p.step, {f"val/{k.removeprefix('val_')}": v for k, v in metrics.items()}
+        )
+        if self._board is not None:
+            self._board.flush()  # a validation is a moment to be seen
         best_mark = " | best" if best else ""
         log.info(
             "step %d epoch %d | %s | %.0f tok/s%s",

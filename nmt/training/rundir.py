@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,4 +95,5 @@ def _clear_old_run(run_dir: Path, overwrite: bool) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for kept in (run_dir / "checkpoints").glob("step_*.pt"):  # train.keep_last
         kept.unlink()
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     log.warning("train.overwrite=true: removed the earlier run in %s", run_dir)

@@ -344,3 +344,30 @@ def test_wall_time_counts_validations_and_the_test_and_logs_carry_loss_lines(
     assert "step 4 loss" in caplog.text
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(r)["tokens_per_s"] > 0 for r in records)
+
+
+def test_tensorboard_curves_hold_each_step_once_across_a_resume(
+    tiny_corpus, cache, tmp_path
+):
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator",
+        reason="needs the tensorboard extra (installed by scripts/test.sh)",
+    )
+    run = tmp_path / "run"
+    cfg = dict(valid_every=3, log_every=2, test_at_end=False)
+    run_train(tiny_config(tiny_corpus, cache, max_steps=6, **cfg), run)
+    run_train(tiny_config(tiny_corpus, cache, max_steps=9, resume=True, **cfg), run)
+    events = accumulator.EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/tok_s", "val/loss", "val/bleu"} <= set(
+        tags
+    )
+    assert [e.step for e in events.Scalars("val/loss")] == [3, 6, 9]
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6, 8]
+    metrics = [
+        json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [e.value for e in events.Scalars("val/bleu")] == pytest.approx(
+        [m["val_bleu"] for m in metrics], abs=1e-3
+    )
