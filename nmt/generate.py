@@ -14,7 +14,7 @@ import time
 
 from nmt.search import BeamConfig, SampleConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
-from nmt.utils.runtime import HelpFormatter, Once, add_runtime_flags, runtime_from_flags
+from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
 
 SEPARATOR = "-" * 40
 # the sampling flags' defaults (temperature: the CLI's own, not SampleConfig's 1.0)
@@ -27,14 +27,7 @@ SAMPLING = {
 
 def build_parser() -> argparse.ArgumentParser:
     sampling = SampleConfig()  # the flags default to sampling's own defaults
-    p = argparse.ArgumentParser(
-        prog="nmt.generate",
-        description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument(
-        "--ckpt", required=True, action=Once, help="LM checkpoint from nmt.train"
-    )
+    p = checkpoint_parser("nmt.generate", __doc__, "LM checkpoint from nmt.train")
     p.add_argument(
         "--prompt", default="", help="text to continue (default: a line start)"
     )

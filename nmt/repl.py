@@ -16,21 +16,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nmt.utils.errors import quiet_broken_pipe, user_errors
-from nmt.utils.runtime import HelpFormatter, Once, add_runtime_flags, runtime_from_flags
+from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
 from nmt.utils.text import one_line
 
 DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nmt.repl",
-        description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument(
-        "--ckpt", required=True, action=Once, help="translation or LM checkpoint"
-    )
+    p = checkpoint_parser("nmt.repl", __doc__, "translation or LM checkpoint")
     p.add_argument(
         "--history",
         default=str(DEFAULT_HISTORY),

@@ -16,7 +16,7 @@ from typing import BinaryIO, TextIO
 from nmt.search import BeamConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
-from nmt.utils.runtime import HelpFormatter, Once, add_runtime_flags, runtime_from_flags
+from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
 from nmt.utils.text import flatten
 
 CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
@@ -24,16 +24,8 @@ CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 
 def build_parser() -> argparse.ArgumentParser:
     search = BeamConfig()  # the flags default to the search's own defaults
-    p = argparse.ArgumentParser(
-        prog="nmt.translate",
-        description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action=Once,
-        help="checkpoint (best.pt/last.pt) from nmt.train",
+    p = checkpoint_parser(
+        "nmt.translate", __doc__, "checkpoint (best.pt/last.pt) from nmt.train"
     )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")

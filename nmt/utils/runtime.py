@@ -81,6 +81,16 @@ class Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def checkpoint_parser(prog: str, doc: str, ckpt: str) -> argparse.ArgumentParser:
+    """The parser of an inference CLI: `prog`, the first line of `doc`, defaults in
+    --help, and a required --ckpt (`ckpt`: its help) that may be given once."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc.splitlines()[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument("--ckpt", required=True, action=Once, help=ckpt)
+    return parser
+
+
 def add_runtime_flags(parser: argparse.ArgumentParser, *, precisions: str) -> None:
     """--device, --precision (`precisions`: the help listing the choices of this
     CLI's models) and --threads, the same in translate, generate and repl."""
