@@ -127,7 +127,11 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
         child.sendline("ROMEO:")
         child.expect(r"\[1\] log-prob -?\d+\.\d+\r?\nROMEO:")
         child.expect_exact("lm> ")
-        child.sendintr()  # Ctrl-C at the prompt: a fresh prompt
+        # Ctrl-C at the prompt: a fresh prompt. Sent once the prompt is read (a
+        # SIGINT in the instant the prompt appears may land in a garbage-collection
+        # callback, where Python drops it, and is lost like an early keypress)
+        time.sleep(0.5)
+        child.sendintr()
         child.expect_exact("lm> ")
         child.sendline(":temp 0")  # greedy: never ends early with EOS
         child.expect_exact("lm> ")
