@@ -260,10 +260,7 @@ class TrainingLoop:
             self.device,
             self.precision,
         )
-        if self.dist.is_main:
-            self.report.start(p, tensorboard=self.loop.tensorboard)
-        else:
-            self.report.start(p, tensorboard=False)
+        self.report.start(p, tensorboard=self.loop.tensorboard and self.dist.is_main)
         self._halt = False
         bar = tqdm(
             total=self.loop.max_steps or None,
@@ -402,10 +399,6 @@ class TrainingLoop:
         """Add `score()` (the test of best.pt) to `summary`; a stop signal during it
         marks the summary stopped (the checkpoints are complete: a resumed run
         goes straight to the test)."""
-        if not self.has_best():
-            log.warning(
-                "%s has no best.pt: the test scores the final weights", self.ckpt_dir
-            )
         try:
             with self.stop, self.stop.interruptible():
                 summary.update(score())
@@ -417,6 +410,9 @@ class TrainingLoop:
 
     def base_summary(self, reason: str, stopped: bool) -> dict[str, Any]:
         if self.dist.is_main and self.report.records() and not self.has_best():
-            log.warning("the run ends without best.pt in %s", self.ckpt_dir)
+            log.warning(
+                "the run ends without best.pt in %s: a test scores the final weights",
+                self.ckpt_dir,
+            )
         parameters = self.model.num_parameters()
         return self.report.summary(self.progress, reason, stopped, parameters)
