@@ -21,6 +21,7 @@ from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM
 from nmt.models.seq2seq import Seq2Seq
 from nmt.training.checkpoint import CheckpointError, load_checkpoint
+from nmt.utils.memory import bound_kernel_caches
 from nmt.utils.runtime import resolve_precision
 
 KINDS = {
@@ -116,6 +117,7 @@ def load_translator(
         CheckpointError: missing/corrupt file, not a translation checkpoint, or
             weights that do not fit the saved config.
     """
+    bound_kernel_caches()  # a decoding process: before oneDNN first runs
     payload = load_checkpoint(path)
     _check_kind(payload, path, "seq2seq")
     return _translator(payload, path, device, precision)
@@ -130,6 +132,7 @@ def load_generator(
         CheckpointError: missing/corrupt file, not an LM checkpoint, or weights
             that do not fit the saved config.
     """
+    bound_kernel_caches()  # a decoding process: before oneDNN first runs
     payload = load_checkpoint(path)
     _check_kind(payload, path, "lm")
     return _generator(payload, path, device, precision)
@@ -139,6 +142,7 @@ def load_any(
     path: str | Path, *, device: torch.device, precision: str = "auto"
 ) -> tuple[Translator | TextGenerator, TrainConfig]:
     """A Translator or a TextGenerator, whichever the checkpoint holds."""
+    bound_kernel_caches()  # a decoding process: before oneDNN first runs
     payload = load_checkpoint(path)
     if payload.get("kind") == "lm":
         return _generator(payload, path, device, precision)

@@ -29,6 +29,21 @@ def resident_bytes() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+# oneDNN keeps one compiled kernel per matrix shape it has run, up to 1,024 in each
+# of two caches (oneDNN's and PyTorch's ideep layer). A beam search runs its few
+# matrices at a new row count nearly every step (sentences finish), so decoding
+# a test set fills both with kernels it rarely reuses: ~100 MiB of the peak RSS.
+KERNEL_CACHE = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LRU_CACHE_CAPACITY": "16"}
+
+
+def bound_kernel_caches() -> None:
+    """Cap oneDNN's kernel caches at a few entries for a decoding process (the
+    search speed does not change measurably: docs/benchmarks.md). Both are read when
+    oneDNN first runs, so this must come before; a value the user set is kept."""
+    for name, value in KERNEL_CACHE.items():
+        os.environ.setdefault(name, value)
+
+
 def available_bytes() -> int | None:
     """Memory the system can give without swapping (MemAvailable in /proc/meminfo),
     or None where that is unknown."""

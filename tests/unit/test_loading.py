@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from nmt.inference.generator import TextGenerator
 from nmt.inference.loading import load_any, load_generator, load_translator
 from nmt.inference.translator import Translator
 from nmt.training.checkpoint import CheckpointError
+from nmt.utils.memory import KERNEL_CACHE
 
 CPU = torch.device("cpu")
 
@@ -30,3 +33,15 @@ def test_wrong_kind_is_a_one_line_checkpoint_error(tiny_checkpoint, tiny_lm_chec
     assert "is a translation model" in str(mt_as_lm.value)
     for error in (lm_as_mt.value, mt_as_lm.value):
         assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("load", [load_any, load_translator])
+def test_loading_for_decoding_caps_onednn_kernel_caches(
+    tiny_checkpoint, load, monkeypatch
+):
+    for name in KERNEL_CACHE:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "7")  # the user's own value stays
+    load(tiny_checkpoint, device=CPU, precision="fp32")
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "7"
