@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from nmt.sweeps.plot import plot_beam_sweep
+from nmt.figures.beam_sweep import plot_beam_sweep
 
 # a job without result.json whose files changed this recently is "running"
 RUNNING_WINDOW_S = 300.0
@@ -293,7 +293,7 @@ def write_report(
     Args:
         sweep_dir: the multirun dir (`hydra.sweep.dir`), holding one dir per job.
         kind: "train", "lm" or "evaluate"; None = detect from the results.
-        plot: also draw summary.png for an evaluate sweep (needs matplotlib).
+        plot: also draw summary.png for an evaluate sweep.
         finished: the sweep has ended (jobs without result.json are "missing").
 
     Returns:
@@ -309,6 +309,6 @@ def write_report(
         if plot_beam_sweep(rows, sweep_dir / "summary.png", group_by=others):
             text += "\nPlot: summary.png\n"
         else:
-            text += "\nNo plot: no finished job, or no matplotlib (nmt[plot]).\n"
+            text += "\nNo plot: no finished job.\n"
     (sweep_dir / "summary.md").write_text(text, encoding="utf-8")
     return text

@@ -114,7 +114,6 @@ def test_evaluate_sweep_is_sorted_by_beam_and_plotted(tmp_path):
     body = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[1] for line in body] == ["1", "2", "5", "10"]
     assert "peak_mem_mb: CPU peak RSS growth" in text
-    pytest.importorskip("matplotlib")
     png = tmp_path / "summary.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
