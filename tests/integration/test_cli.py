@@ -291,3 +291,25 @@ def test_translate_onto_a_full_disk_is_one_line_error(tiny_checkpoint):
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "No space left on device" in err and "Traceback" not in err
+
+
+def test_plot_draws_the_curves_of_real_runs_of_both_kinds(
+    tiny_checkpoint, tiny_lm_checkpoint, tmp_path
+):
+    from matplotlib.image import imread
+
+    from nmt.figures.canvas import DPI
+    from nmt.figures.curves import SIZE
+
+    runs = [str(tiny_checkpoint.parent.parent), str(tiny_lm_checkpoint.parent.parent)]
+    out = tmp_path / "both.png"
+    proc = run(["-m", "nmt", "plot", *runs, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode() == f"{out}\n"
+    image = imread(out)
+    assert image.shape[:2] == (round(SIZE[1] * DPI), round(SIZE[0] * DPI))
+    assert image.std() > 0.05
+    proc = run(["-m", "nmt.plot", str(tmp_path)])
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert err.startswith("nmt.plot: error: ") and "no metrics.jsonl" in err
