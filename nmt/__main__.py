@@ -17,6 +17,7 @@ COMMANDS = {
     "export": "write a checkpoint's inference part (no optimizer), e.g. in bf16",
     "average": "average the weights of checkpoints of one run",
     "sweep_report": "rebuild the summary of a Hydra multirun dir",
+    "plot": "draw the validation curves of training runs into a PNG",
 }
 
 

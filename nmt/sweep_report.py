@@ -15,11 +15,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: `python -m nmt.sweep_report DIR [--kind train|lm|evaluate] [--no-plot]`."""
     parser = argparse.ArgumentParser(
         prog="nmt.sweep_report",
-        description="Rebuild summary.md/.csv(/.png) of a Hydra multirun dir.",
+        description="Rebuild summary.md/.csv (and summary.png or curves.png) of a "
+        "Hydra multirun dir.",
     )
     parser.add_argument("sweep_dir", type=Path, help="the multirun (sweep) dir")
     parser.add_argument("--kind", choices=sorted(KINDS), help="default: detect")
-    parser.add_argument("--no-plot", action="store_true", help="skip summary.png")
+    parser.add_argument(
+        "--no-plot", action="store_true", help="skip summary.png / curves.png"
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a directory")

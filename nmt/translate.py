@@ -2,6 +2,7 @@
 
 Exactly one output line per input line, in order (K lines with --nbest K).
 Logs and warnings go to stderr; translations to stdout (or --output).
+--attention-dir DIR also draws the best translation's attention of each line.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from nmt.search import BeamConfig
+from nmt.search import BeamConfig, Hypothesis
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
 from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scores", action="store_true", help="append '\\t<score>' to each line"
     )
+    p.add_argument(
+        "--attention-dir",
+        metavar="DIR",
+        help="also draw the best translation's attention of input line N into "
+        "DIR/N.png (made if missing), N counted from 1 and zero-padded to 6 "
+        "digits (000001.png); an empty or blank line gets no picture, an empty "
+        "translation one blank row. Drawing costs time (~0.1 s a picture)",
+    )
     add_runtime_flags(
         p, precisions="auto | fp32 | bf16 | int8 (int8 output and decoder maps, CPU)"
     )
@@ -112,11 +122,16 @@ def translate_stream(
     *,
     nbest: int,
     scores: bool,
+    attention_dir: Path | None = None,
 ) -> int:
-    """Translate `source` into `sink`; returns the number of input lines."""
+    """Translate `source` into `sink`, and draw each line's attention into
+    `attention_dir` when given; returns the number of input lines."""
     count = 0
     for lines in read_chunks(source, cfg.batch_size * CHUNK_BATCHES):
-        for i, hyps in enumerate(translator.translate(lines, cfg, offset=count)):
+        found = translator.translate(
+            lines, cfg, offset=count, attention=attention_dir is not None
+        )
+        for i, hyps in enumerate(found):
             if nbest:
                 for hyp in hyps[:nbest]:
                     text = flatten(translator.detokenize(hyp))
@@ -129,13 +144,41 @@ def translate_stream(
                 text = flatten(translator.detokenize(hyps[0]))
                 sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
         sink.flush()
+        if attention_dir is not None:
+            draw_attention(translator, lines, found, cfg, attention_dir, first=count)
         count += len(lines)
     return count
 
 
+def draw_attention(
+    translator,
+    lines: Sequence[str],
+    found: Sequence[list[Hypothesis]],
+    cfg: BeamConfig,
+    directory: Path,
+    *,
+    first: int,
+) -> None:
+    """DIR/N.png for each line that has an attention (N = first + index + 1): the
+    source pieces translated (cut at cfg.max_src_len) against the best
+    hypothesis' tokens (no EOS row), labelled like the REPL's `:attn` table."""
+    from nmt.figures.attention_map import save_attention_map
+
+    for i, (line, hyps) in enumerate(zip(lines, found, strict=True)):
+        best = hyps[0]
+        if best.attention is None:  # nothing to translate: no picture
+            continue
+        ids = translator.encode(line, warn=False, max_src_len=cfg.max_src_len)
+        src = [translator.src_tok.decode([t]) for t in ids]
+        tgt = [translator.tgt_tok.decode([t]) for t in best.tokens]
+        save_attention_map(
+            src, tgt, best.attention, directory / f"{first + i + 1:06d}.png"
+        )
+
+
 def check_args(args: argparse.Namespace) -> None:
     """ValueError for what `BeamConfig` does not check: --nbest (0 = one line per
-    input) and --output naming the input file."""
+    input), --output naming the input file, --attention-dir naming a file."""
     if not 0 <= args.nbest <= args.beam:
         raise ValueError(
             f"--nbest must be between 0 (one line per input) and --beam "
@@ -151,6 +194,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--output {args.output} is the input file; it would be erased"
         )
+    if args.attention_dir and os.path.isfile(args.attention_dir):
+        raise ValueError(f"--attention-dir {args.attention_dir} is a file")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -173,11 +218,22 @@ def main(argv: list[str] | None = None) -> None:
         from nmt.inference.loading import load_translator
 
         translator, _ = load_translator(args.ckpt, **runtime_from_flags(args))
+        attention_dir = Path(args.attention_dir) if args.attention_dir else None
+        if attention_dir is not None:
+            if translator.model.cfg.attention == "none":
+                raise ValueError("--attention-dir needs a model with attention")
+            attention_dir.mkdir(parents=True, exist_ok=True)
         source = open(args.input, "rb") if args.input else sys.stdin.buffer
         sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
         try:
             count = translate_stream(
-                translator, source, sink, cfg, nbest=args.nbest, scores=args.scores
+                translator,
+                source,
+                sink,
+                cfg,
+                nbest=args.nbest,
+                scores=args.scores,
+                attention_dir=attention_dir,
             )
         finally:
             if args.input:

@@ -15,7 +15,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   # joblib + slurm: small launcher plugins whose configs the tests compose and run;
   # tensorboard (~20 MB): the training curves' test; not optuna (~200 MB): its tests
   # skip unless '.[optuna]' is installed
-  "$PY" -m pip install --quiet -e "$ROOT[dev,plot,joblib,slurm,tensorboard]" >&2
+  "$PY" -m pip install --quiet -e "$ROOT[dev,joblib,slurm,tensorboard]" >&2
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

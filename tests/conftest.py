@@ -201,3 +201,26 @@ def tiny_lm_checkpoint(
     run = tmp_path_factory.mktemp("tiny_lm_run")
     run_train(tiny_lm_train_config(tiny_text_file, max_steps=60), run)
     return run / "checkpoints" / "best.pt"
+
+
+def write_metrics(run_dir: Path, kind: str = "seq2seq", records: int = 4) -> Path:
+    """`run_dir/metrics.jsonl` as training writes it (`RunReport.validation`):
+    `records` validations of a translation run ("seq2seq": loss, ppl, BLEU, chrF)
+    or a char LM ("lm": loss, bpc, ppl), at steps 10, 20, ..., 30 s apart."""
+    import math
+
+    from nmt.training.progress import Progress
+    from nmt.training.report import RunReport
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = RunReport(run_dir)
+    for i in range(1, records + 1):
+        loss = 3.0 / i
+        if kind == "lm":
+            metrics = {"val_loss": loss, "val_bpc": loss / math.log(2)}
+        else:
+            metrics = {"val_loss": loss, "val_bleu": 8.0 * i, "val_chrf": 20.0 + i}
+        metrics["val_ppl"] = math.exp(loss)
+        progress = Progress(step=10 * i, epoch=i, lr=1e-3, elapsed=30.0 * i)
+        report.validation(progress, metrics, "", best=True)
+    return run_dir

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from torch import Tensor
 
 
-def _label(piece: str) -> str:
+def piece_label(piece: str) -> str:
+    """A piece as a label: line breaks escaped, an empty piece shown as a dot."""
     return piece.replace("\n", "\\n") or "·"
 
 
@@ -34,8 +35,8 @@ def attention_table(
             f"attention {tuple(attention.shape)} does not match "
             f"{len(tgt_pieces)} target x {len(src_pieces)} source pieces"
         )
-    cols = [_label(p) for p in src_pieces]
-    rows = [_label(p) for p in tgt_pieces]
+    cols = [piece_label(p) for p in src_pieces]
+    rows = [piece_label(p) for p in tgt_pieces]
     widths = [max(3, len(c)) for c in cols]
     left = max((len(r) for r in rows), default=0)
     lines = [" " * left + "".join(f" {c:>{w}}" for c, w in zip(cols, widths))]

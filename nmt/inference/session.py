@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -32,7 +33,7 @@ commands (they change the settings of the next answers):
   :topp P      nucleus mass (1 = off)     :len N         max length (0 = auto)
   :nbest N     answers per line           :seed N|random sampling seed
   :time S      time limit of an answer, in seconds (it stops with the best so far)
-  :attn        attention table of the last translation
+  :attn [FILE.png]  the last translation's attention: a table, or a PNG picture
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
@@ -129,7 +130,8 @@ class Session:
             self.settings.max_seconds = check_seconds(max_seconds, "--max-seconds")
         self.plain = plain
         self.done = False
-        self.last_attention: str | None = None
+        # (source pieces, target pieces, (T, S) weights) of the last translation
+        self.last_attention: tuple[list[str], list[str], torch.Tensor] | None = None
         self.commands: dict[str, Callable[[str], str]] = {
             "beam": self._beam,
             "sample": self._sample_mode,
@@ -209,9 +211,25 @@ class Session:
         return self._set("seed", _number(arg, "seed", int, 0, 2**63 - 1))
 
     def _attn(self, arg: str) -> str:
+        """`:attn` prints the table; `:attn FILE.png` draws it into FILE.png."""
         if self.is_lm:
             raise CommandError(":attn needs a translation model (an LM has none)")
-        return self.last_attention or "no attention yet: translate a line first"
+        path = Path(arg).expanduser()
+        if arg and path.suffix.lower() != ".png":
+            raise CommandError(f":attn writes a picture to FILE.png, got {arg!r}")
+        if self.last_attention is None:
+            return "no attention yet: translate a line first"
+        if not arg:
+            return attention_table(*self.last_attention)
+        from nmt.figures.attention_map import save_attention_map
+
+        try:
+            save_attention_map(*self.last_attention, path)
+        except OSError as error:
+            raise CommandError(
+                f"cannot write {arg}: {error.strerror or error}"
+            ) from None
+        return f"attention picture saved to {path}"
 
     def _prefix(self, arg: str) -> str:
         if self.is_lm:
@@ -322,7 +340,7 @@ class Session:
             ids = engine.encode(text, warn=False)  # `translate` has warned
             src = [engine.src_tok.decode([i]) for i in ids]
             tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
-            self.last_attention = attention_table(src, tgt, best.attention)
+            self.last_attention = (src, tgt, best.attention)
         if self.plain:
             return engine.detokenize(best)
         return "\n".join(

@@ -1,1 +1,1 @@
-"""Hydra jobs and sweeps: one job's result.json, a sweep's summary and plot."""
+"""Hydra jobs and sweeps: one job's result.json, a sweep's summary."""

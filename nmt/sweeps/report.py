@@ -1,4 +1,5 @@
-"""Summarise a Hydra multirun dir: job dirs -> rows -> summary.md/.csv (+ .png).
+"""Summarise a Hydra multirun dir: job dirs -> rows -> summary.md/.csv, and a
+picture: summary.png (decode sweeps) or curves.png (training sweeps).
 
 Pure file reading and writing, no Hydra: used by the sweep callback and by
 `python -m nmt.sweep_report DIR`, which rebuilds the summary of any sweep.
@@ -17,7 +18,9 @@ from typing import Any
 
 import yaml
 
-from nmt.sweeps.plot import plot_beam_sweep
+from nmt.figures.beam_sweep import plot_beam_sweep
+from nmt.figures.curves import Curve, plot_curves
+from nmt.training.progress import read_metrics
 
 # a job without result.json whose files changed this recently is "running"
 RUNNING_WINDOW_S = 300.0
@@ -281,6 +284,22 @@ def write_csv(rows: Sequence[JobRow], kind: SweepKind, path: Path) -> None:
             writer.writerow(values)
 
 
+def job_curves(rows: Sequence[JobRow]) -> list[Curve]:
+    """The validation records of the jobs that have any (finished or not), each
+    labelled by its job number and swept values: `3 cell=gru attention=none`."""
+    _, varying = split_overrides(rows)
+    curves = []
+    for row in rows:
+        records = read_metrics(row.path)
+        if records:
+            values = [
+                f"{k.split('.')[-1]}={short_value(row.override(k))}" for k in varying
+            ]
+            name = row.path.name if row.job is None else str(row.job)
+            curves.append(Curve(" ".join([name, *values]), records))
+    return curves
+
+
 def write_report(
     sweep_dir: Path,
     *,
@@ -288,12 +307,13 @@ def write_report(
     plot: bool = True,
     finished: bool = False,
 ) -> str:
-    """Write summary.md and summary.csv (and summary.png for decode sweeps).
+    """Write summary.md and summary.csv, and summary.png for decode sweeps or
+    curves.png (`nmt.plot` of all the jobs) for training sweeps.
 
     Args:
         sweep_dir: the multirun dir (`hydra.sweep.dir`), holding one dir per job.
         kind: "train", "lm" or "evaluate"; None = detect from the results.
-        plot: also draw summary.png for an evaluate sweep (needs matplotlib).
+        plot: also draw summary.png or curves.png.
         finished: the sweep has ended (jobs without result.json are "missing").
 
     Returns:
@@ -309,6 +329,13 @@ def write_report(
         if plot_beam_sweep(rows, sweep_dir / "summary.png", group_by=others):
             text += "\nPlot: summary.png\n"
         else:
-            text += "\nNo plot: no finished job, or no matplotlib (nmt[plot]).\n"
+            text += "\nNo plot: no finished job.\n"
+    elif plot:
+        curves = job_curves(rows)
+        if curves:
+            plot_curves(curves, sweep_dir / "curves.png")
+            text += "\nValidation curves of the jobs: curves.png\n"
+        else:
+            text += "\nNo curves: no job has validated yet.\n"
     (sweep_dir / "summary.md").write_text(text, encoding="utf-8")
     return text

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import PAIRS, REPO, TINY_TRAIN
+
+CPU = torch.device("cpu")
 
 
 def run(args, *, input_bytes=b"", timeout=120):
@@ -291,3 +294,83 @@ def test_translate_onto_a_full_disk_is_one_line_error(tiny_checkpoint):
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "No space left on device" in err and "Traceback" not in err
+
+
+def test_translate_draws_one_attention_picture_per_non_empty_line(
+    tiny_checkpoint, tmp_path
+):
+    from matplotlib.image import imread
+
+    from nmt.figures.attention_map import figure_size
+    from nmt.figures.canvas import DPI
+    from nmt.inference.loading import load_translator
+    from nmt.search import BeamConfig
+
+    lines = [de for de, _ in PAIRS[:8]]
+    lines[1:1] = [""]  # line 2 and line 10 are empty: no picture
+    lines.append("")
+    lines.append(PAIRS[8][0])  # line 11, in the second chunk of 8
+    pictures = tmp_path / "attn" / "deep"  # made with its parents
+    proc = run(
+        [
+            "-m",
+            "nmt.translate",
+            "--ckpt",
+            str(tiny_checkpoint),
+            "--batch-size",
+            "1",  # chunks of 8 lines: numbers go on across chunks
+            "--precision",
+            "fp32",
+            "--attention-dir",
+            str(pictures),
+        ],
+        input_bytes="".join(line + "\n" for line in lines).encode(),
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().split("\n")
+    assert len(out) - 1 == len(lines) and out[1] == "" and out[9] == ""
+    numbers = [n for n, line in enumerate(lines, start=1) if line]
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        f"{n:06d}.png" for n in numbers
+    ]
+    # line 1's picture: its source pieces across, its translation's pieces down
+    translator, _ = load_translator(tiny_checkpoint, device=CPU, precision="fp32")
+    best = translator.translate(lines[:1], BeamConfig(batch_size=1))[0][0]
+    src = [translator.src_tok.decode([i]) for i in translator.encode(lines[0])]
+    tgt = [translator.tgt_tok.decode([i]) for i in best.tokens]
+    width, height = figure_size(src, tgt)
+    image = imread(pictures / "000001.png")
+    assert image.shape[:2] == (round(height * DPI), round(width * DPI))
+    assert image.std() > 0.05
+    file = tmp_path / "file"
+    file.write_text("")
+    proc = run(
+        ["-m", "nmt.translate", "--ckpt", str(tiny_checkpoint)]
+        + ["--attention-dir", str(file)],
+        input_bytes=b"hallo\n",
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert "--attention-dir" in err and "is a file" in err
+
+
+def test_plot_draws_the_curves_of_real_runs_of_both_kinds(
+    tiny_checkpoint, tiny_lm_checkpoint, tmp_path
+):
+    from matplotlib.image import imread
+
+    from nmt.figures.canvas import DPI
+    from nmt.figures.curves import SIZE
+
+    runs = [str(tiny_checkpoint.parent.parent), str(tiny_lm_checkpoint.parent.parent)]
+    out = tmp_path / "both.png"
+    proc = run(["-m", "nmt", "plot", *runs, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode() == f"{out}\n"
+    image = imread(out)
+    assert image.shape[:2] == (round(SIZE[1] * DPI), round(SIZE[0] * DPI))
+    assert image.std() > 0.05
+    proc = run(["-m", "nmt.plot", str(tmp_path)])
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert err.startswith("nmt.plot: error: ") and "no metrics.jsonl" in err

@@ -289,3 +289,28 @@ def test_lm_reads_only_the_end_of_a_huge_prompt(generator, capsys):
         "continues the prompt's last 2,000 of 102,000 characters"
         in capsys.readouterr().err
     )
+
+
+def test_attn_with_a_file_saves_the_picture(translator, tmp_path):
+    from matplotlib.image import imread
+
+    from nmt.figures.attention_map import figure_size
+    from nmt.figures.canvas import DPI
+
+    session = Session(translator, plain=True)
+    png = tmp_path / "attn.png"
+    assert session.handle(f":attn {png}").startswith("no attention yet")
+    assert not png.exists()
+    session.handle(PAIRS[0][0])
+    assert session.handle(f":attn {png}") == f"attention picture saved to {png}"
+    src, tgt, _ = session.last_attention  # the pieces the table shows
+    width, height = figure_size(src, tgt)
+    image = imread(png)
+    assert image.shape[:2] == (round(height * DPI), round(width * DPI))
+    assert image.std() > 0.05
+    assert session.handle(":attn").split()[0] == "ein"  # the table as before
+    for bad, message in [
+        (f":attn {tmp_path}/a.txt", "error: :attn writes a picture to FILE.png"),
+        (f":attn {tmp_path}/no/dir/a.png", "error: cannot write"),
+    ]:
+        assert session.handle(bad).startswith(message)

@@ -8,9 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from matplotlib.image import imread
 
+from nmt.figures.canvas import DPI
+from nmt.figures.curves import SIZE
 from nmt.sweep_report import main
-from nmt.sweeps.report import KINDS, read_job, read_sweep, write_report
+from nmt.sweeps.report import KINDS, job_curves, read_job, read_sweep, write_report
+from tests.conftest import write_metrics
 
 DATA = "data.root=/corpus"
 
@@ -88,6 +92,22 @@ def test_csv_has_one_row_per_job_with_overrides_status_error_metrics(train_sweep
     assert by_cell["lstm"]["status"] == "missing"
 
 
+def test_training_sweep_draws_the_curves_of_the_jobs_that_validated(train_sweep):
+    text = write_report(train_sweep, finished=True)
+    assert "No curves: no job has validated yet." in text
+    assert not (train_sweep / "curves.png").exists()
+    write_metrics(train_sweep / "0")
+    write_metrics(train_sweep / "3", records=2)  # cut off after two validations
+    curves = job_curves(read_sweep(train_sweep, finished=True))
+    assert [c.label for c in curves] == ["0 cell=rnn", "3 cell=lstm"]
+    text = write_report(train_sweep, finished=True)
+    assert "Validation curves of the jobs: curves.png" in text
+    image = imread(train_sweep / "curves.png")
+    assert image.shape[:2] == (round(SIZE[1] * DPI), round(SIZE[0] * DPI))
+    write_report(train_sweep, finished=True, plot=False)  # --no-plot: no curves
+    assert "curves.png" not in (train_sweep / "summary.md").read_text()
+
+
 def eval_result(beam: int, bleu: float, speed: float) -> dict:
     return {
         "task": "nmt.evaluate",
@@ -114,7 +134,6 @@ def test_evaluate_sweep_is_sorted_by_beam_and_plotted(tmp_path):
     body = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[1] for line in body] == ["1", "2", "5", "10"]
     assert "peak_mem_mb: CPU peak RSS growth" in text
-    pytest.importorskip("matplotlib")
     png = tmp_path / "summary.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,6 +1,6 @@
 """summary.png of a decode sweep: BLEU and sentences/s against beam size B.
 
-Drawn with matplotlib's object API (Agg canvas, no pyplot state); optional extra.
+Drawn on `canvas.new_figure` (matplotlib's object API, no pyplot state).
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nmt.figures.canvas import new_figure, save_png
 
 if TYPE_CHECKING:
     from nmt.sweeps.report import JobRow
@@ -24,12 +26,8 @@ def plot_beam_sweep(
         group_by: other swept override keys; one pair of lines per combination.
 
     Returns:
-        False (and writes nothing) without matplotlib or without finished jobs.
+        False (and writes nothing) without finished jobs.
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
     done = [r for r in rows if r.status == "ok" and "beam_size" in r.metrics]
     if not done:
         return False
@@ -37,7 +35,7 @@ def plot_beam_sweep(
     for row in done:
         label = " ".join(f"{k}={row.override(k)}" for k in group_by)
         groups.setdefault(label, []).append(row)
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = new_figure(7, 4.5)
     ax = fig.add_subplot()
     speed_ax = ax.twinx()
     for i, (label, group) in enumerate(sorted(groups.items())):
@@ -53,7 +51,7 @@ def plot_beam_sweep(
             widths, speed, "s--", color=colors[1], label=f"sentences/s{suffix}"
         )
     label_axes(ax, speed_ax, sorted({r.metrics["beam_size"] for r in done}))
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
     return True
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from nmt.sweeps.plot import plot_beam_sweep
+from nmt.figures.beam_sweep import plot_beam_sweep
 from nmt.sweeps.report import JobRow
-
-pytest.importorskip("matplotlib")
 
 
 def row(ckpt: str, beam: int, status: str = "ok") -> JobRow:
