@@ -1,24 +1,31 @@
-"""The REPL's core without a terminal: settings, `:commands`, answers.
+"""The REPL's core without a terminal: `:commands` and answers.
 
 `Session.handle(line) -> str` serves both checkpoint kinds: a TextGenerator
-continues the line, a Translator translates it (n-best with scores). The terminal
-and pipe loops are in `repl.py`.
+continues the line, a Translator translates it (n-best with scores). The settings
+are in `settings.py`, the terminal and pipe loops in `repl.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from nmt.inference.attention_table import attention_table
 from nmt.inference.generator import TextGenerator
+from nmt.inference.settings import (
+    MAX_LM_CHARS,
+    MAX_SECONDS,
+    MAX_TGT_TOKENS,
+    CommandError,
+    check_seconds,
+    default_settings,
+    number,
+)
 from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
 from nmt.search.stepper import inference
@@ -36,78 +43,7 @@ commands (they change the settings of the next answers):
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
-# the longest answers `:len` allows (models are trained on far shorter ones, and
-# longer answers take minutes): an LM's in characters, a translation's in tokens
-MAX_LM_CHARS = 10_000
 MAX_PROMPT_CHARS = 2_000  # an LM answer reads at most this much of its prompt
-MAX_TGT_TOKENS = 1_000
-MAX_SECONDS = 3600.0  # the most `:time` and --max-seconds allow
-
-
-class CommandError(ValueError):
-    """A bad command or argument; the message is shown and the session goes on."""
-
-
-@dataclass
-class Settings:
-    """What the next answer uses; changed live by `:commands`."""
-
-    mode: str = "beam"  # beam | sample
-    beam: int = 5  # beam width B
-    nbest: int = 3  # answers per line: n-best (<= beam) or samples
-    temperature: float = 0.8
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    max_len: int = 0  # LM: characters; translation: target tokens, 0 = a*|src|+b
-    seed: int | None = None  # None = a fresh random seed per answer
-    prefix: str = ""  # translation: forced start of the target
-    max_seconds: float = 20.0  # an answer stops at this time with what it has
-
-    def describe(self) -> str:
-        length = self.max_len or "auto"
-        seed = "random" if self.seed is None else self.seed
-        return (
-            f"mode={self.mode} beam={self.beam} nbest={self.nbest} "
-            f"temp={self.temperature:g} topk={self.top_k} topp={self.top_p:g} "
-            f"len={length} seed={seed} time={self.max_seconds:g}s "
-            f"prefix={self.prefix!r}"
-        )
-
-
-def check_seconds(seconds: float, name: str) -> float:
-    """`seconds` if it is a time limit the REPL allows, else ValueError."""
-    if not (math.isfinite(seconds) and 0.1 <= seconds <= MAX_SECONDS):
-        raise ValueError(
-            f"{name} must be between 0.1 and {MAX_SECONDS:g} seconds, got {seconds:g}"
-        )
-    return seconds
-
-
-def default_settings(is_lm: bool) -> Settings:
-    if is_lm:
-        return Settings(mode="sample", nbest=1, max_len=300)
-    return Settings()
-
-
-def _number(
-    arg: str,
-    name: str,
-    kind: type,
-    low: float,
-    high: float | None = None,
-    why: str = "",
-):
-    """`kind(arg)` if it is a finite number in [low, high], else CommandError
-    (saying `why` there is a maximum)."""
-    try:
-        value = kind(arg)
-        finite = math.isfinite(value)
-    except (ValueError, OverflowError):  # OverflowError: an int beyond float
-        value, finite = math.nan, False
-    if not (finite and low <= value and (high is None or value <= high)):
-        bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        raise CommandError(f":{name} needs a number {bound}{why}, got {arg!r}")
-    return value
 
 
 class Session:
@@ -134,15 +70,15 @@ class Session:
             "beam": self._beam,
             "sample": self._sample_mode,
             "temp": lambda a: self._set(
-                "temperature", _number(a, "temp", float, 0), True
+                "temperature", number(a, "temp", float, 0), True
             ),
-            "topk": lambda a: self._set("top_k", _number(a, "topk", int, 0), True),
+            "topk": lambda a: self._set("top_k", number(a, "topk", int, 0), True),
             "topp": lambda a: self._set(
-                "top_p", _number(a, "topp", float, 1e-6, 1), True
+                "top_p", number(a, "topp", float, 1e-6, 1), True
             ),
             "len": self._len,
             "time": lambda a: self._set(
-                "max_seconds", _number(a, "time", float, 0.1, MAX_SECONDS)
+                "max_seconds", number(a, "time", float, 0.1, MAX_SECONDS)
             ),
             "nbest": self._nbest,
             "seed": self._seed,
@@ -181,7 +117,7 @@ class Session:
         return self.settings.describe()
 
     def _beam(self, arg: str) -> str:
-        width = _number(arg, "beam", int, 1, 100)
+        width = number(arg, "beam", int, 1, 100)
         self.settings.nbest = min(self.settings.nbest, width)
         self.settings.mode = "beam"
         return self._set("beam", width)
@@ -194,19 +130,17 @@ class Session:
         unit = "characters" if self.is_lm else "tokens"
         why = f" ({unit}; longer answers take minutes)"
         high = MAX_LM_CHARS if self.is_lm else MAX_TGT_TOKENS
-        return self._set(
-            "max_len", _number(arg, "len", int, int(self.is_lm), high, why)
-        )
+        return self._set("max_len", number(arg, "len", int, int(self.is_lm), high, why))
 
     def _nbest(self, arg: str) -> str:
         s = self.settings
         high = s.beam if s.mode == "beam" else 64
-        return self._set("nbest", _number(arg, "nbest", int, 1, high))
+        return self._set("nbest", number(arg, "nbest", int, 1, high))
 
     def _seed(self, arg: str) -> str:
         if arg == "random":
             return self._set("seed", None)
-        return self._set("seed", _number(arg, "seed", int, 0, 2**63 - 1))
+        return self._set("seed", number(arg, "seed", int, 0, 2**63 - 1))
 
     def _attn(self, arg: str) -> str:
         if self.is_lm:
