@@ -3,7 +3,10 @@
 Works with either kind of checkpoint (translation or char LM). On a terminal:
 line editing and history (prompt_toolkit), Ctrl-C stops the current answer,
 Ctrl-D or :quit exits, :help lists the commands. Without a terminal (pipes):
-one answer line per input line and no prompt, so it can be scripted.
+exactly one line per input line and no prompt, so it can be scripted: the
+:nbest answers as tab-separated fields, best first (1 unless :nbest says
+otherwise); an LM's line breaks, tabs and backslashes escaped (\\n, \\t, \\\\);
+a command's reply with its lines joined by " | "; notes on stderr.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
 def build_parser() -> argparse.ArgumentParser:
     p = checkpoint_parser("nmt.repl", __doc__, "translation or LM checkpoint")
+    p.epilog = (
+        "Without a terminal (pipes): one line per input line; the :nbest answers "
+        "as tab-separated fields, best first (1 unless :nbest says otherwise); an "
+        "LM's line breaks, tabs and backslashes escaped (\\n, \\t, \\\\); a "
+        "command's lines joined by ' | '; notes on stderr."
+    )
     p.add_argument(
         "--history",
         default=str(DEFAULT_HISTORY),
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("nmt.repl"):
         from nmt.inference.generator import TextGenerator
         from nmt.inference.loading import load_any
-        from nmt.inference.session import Session, check_seconds
+        from nmt.inference.session import Session
+        from nmt.inference.settings import check_seconds
 
         if args.max_seconds is not None:  # refused before loading the model
             check_seconds(args.max_seconds, "--max-seconds")

@@ -1,4 +1,4 @@
-"""The REPL's core without a terminal: `:commands` and answers.
+"""The REPL's core without a terminal: `:commands`, answers, plain (pipe) replies.
 
 `Session.handle(line) -> str` serves both checkpoint kinds: a TextGenerator
 continues the line, a Translator translates it (n-best with scores). The settings
@@ -11,9 +11,10 @@ import dataclasses
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+from torch import Tensor
 
 from nmt.inference.attention_table import attention_table
 from nmt.inference.generator import TextGenerator
@@ -30,7 +31,7 @@ from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
 from nmt.search.stepper import inference
 from nmt.utils.runtime import autocast
-from nmt.utils.text import flatten
+from nmt.utils.text import flatten, join_fields, join_lines
 
 HELP = """\
 commands (they change the settings of the next answers):
@@ -43,6 +44,17 @@ commands (they change the settings of the next answers):
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
+# the commands a language model lacks, and why (its reply when one is asked for)
+TRANSLATION_ONLY = {
+    "attn": "it attends to nothing",
+    "prefix": "type the start as part of the prompt",
+}
+# HELP for an LM: without those commands, and its :len is in characters
+LM_HELP = "\n".join(
+    line.replace("max length (0 = auto)", "max characters")
+    for line in HELP.split("\n")
+    if not line.startswith(tuple(f"  :{name} " for name in TRANSLATION_ONLY))
+)
 MAX_PROMPT_CHARS = 2_000  # an LM answer reads at most this much of its prompt
 
 
@@ -56,14 +68,16 @@ class Session:
         plain: bool = False,
         max_seconds: float | None = None,
     ) -> None:
-        """`plain`: answers are the best output only, on one line (for pipes);
-        `max_seconds`: the time limit of each answer (default Settings')."""
+        """`plain`: every reply on one line (for pipes), n-best answers as
+        tab-separated fields; `max_seconds`: the time limit of each answer
+        (default Settings')."""
         self.engine = engine
         self.is_lm = isinstance(engine, TextGenerator)
-        self.settings = default_settings(self.is_lm)
+        self.settings = default_settings(self.is_lm, plain)
         if max_seconds is not None:
             self.settings.max_seconds = check_seconds(max_seconds, "--max-seconds")
         self.plain = plain
+        self.help = LM_HELP if self.is_lm else HELP
         self.done = False
         self.last_attention: str | None = None
         self.commands: dict[str, Callable[[str], str]] = {
@@ -84,26 +98,33 @@ class Session:
             "seed": self._seed,
             "attn": self._attn,
             "prefix": self._prefix,
-            "help": lambda a: f"{HELP}\n{self.settings.describe()}",
+            "help": lambda a: f"{self.help}\n{self.settings.describe()}",
             "quit": self._quit,
             "q": self._quit,
             "exit": self._quit,
         }
 
     def handle(self, line: str) -> str:
-        """The answer to one input line: a command's reply or the model's output."""
+        """The answer to one input line: a command's reply or the model's output.
+
+        In plain mode a command's lines are joined by " | "; an answer is built on
+        one line (`flatten` only guards that promise)."""
         line = line.rstrip("\r\n")
         if line.startswith(":") and not line.startswith("::"):
             reply = self.command(line)
-        else:
-            reply = self.answer(line[1:] if line.startswith("::") else line)
-        return flatten(reply, escape=True) if self.plain else reply
+            return join_lines(reply) if self.plain else reply
+        reply = self.answer(line[1:] if line.startswith("::") else line)
+        return flatten(reply) if self.plain else reply
 
     def command(self, line: str) -> str:
         name, arg = (line[1:].split(None, 1) + ["", ""])[:2]  # any whitespace
-        action = self.commands.get(name.lower())
+        name = name.lower()
+        if self.is_lm and name in TRANSLATION_ONLY:
+            why = TRANSLATION_ONLY[name]
+            return f"error: :{name} is not available for a language model ({why})"
+        action = self.commands.get(name)
         if action is None:
-            return f"unknown command ':{name}'\n{HELP}"
+            return f"unknown command ':{name}'\n{self.help}"
         try:
             return action(arg.strip())
         except CommandError as error:
@@ -143,15 +164,9 @@ class Session:
         return self._set("seed", number(arg, "seed", int, 0, 2**63 - 1))
 
     def _attn(self, arg: str) -> str:
-        if self.is_lm:
-            raise CommandError(":attn needs a translation model (an LM has none)")
         return self.last_attention or "no attention yet: translate a line first"
 
     def _prefix(self, arg: str) -> str:
-        if self.is_lm:
-            raise CommandError(
-                ":prefix forces translations; with an LM, type the prompt"
-            )
         reply = self._set("prefix", arg)
         unknown = "".join(self.engine.tgt_tok.unknown_chars(arg))
         if unknown:
@@ -223,7 +238,7 @@ class Session:
             cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
             found = engine.beam(context, s.max_len, cfg, deadline=deadline)
         if self.plain:
-            return prompt + found[0].text
+            return join_fields([flatten(prompt + c.text, escape=True) for c in found])
         blocks = []
         for rank, c in enumerate(found, start=1):
             head = f"[{rank}] log-prob {c.score:.2f}\n" if c.score is not None else ""
@@ -250,26 +265,39 @@ class Session:
             deadline=deadline,
             attention=True,
         )[0]
-        best = hyps[0]
-        self.last_attention = None
-        if best.attention is not None:
-            ids = engine.encode(text, warn=False)  # `translate` has warned
-            src = [engine.src_tok.decode([i]) for i in ids]
-            tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
-            self.last_attention = attention_table(src, tgt, best.attention)
+        ids = engine.encode(text, warn=False)  # `translate` has warned
+        self._remember_attention(ids, hyps[0].tokens, hyps[0].attention)
         if self.plain:
-            return engine.detokenize(best)
+            return join_fields([flatten(engine.detokenize(h)) for h in hyps])
         return "\n".join(
             f"[{rank}] {h.score:8.3f}  {flatten(engine.detokenize(h))}"
             for rank, h in enumerate(hyps, start=1)
         )
+
+    def _remember_attention(
+        self, ids: Sequence[int], tokens: Sequence[int], attention: Tensor | None
+    ) -> None:
+        """Keep the attention table of the answer shown first (T target `tokens`
+        x S source `ids`, attention (T, S) or None), for `:attn`."""
+        engine = self.engine
+        assert isinstance(engine, Translator)
+        self.last_attention = None
+        if attention is not None and attention.size(0) == len(tokens):
+            src = [engine.src_tok.decode([i]) for i in ids]
+            tgt = [engine.tgt_tok.decode([i]) for i in tokens]
+            self.last_attention = attention_table(src, tgt, attention[:, : len(ids)])
 
     def _sample_translations(self, text: str, deadline: float) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         ids = engine.encode(text)
         prefix = engine.tgt_tok.encode(self.settings.prefix)
-        self.last_attention = None  # sampling keeps no attention
+        first: list[Tensor] = []  # the first sample's attention, (S,) per token
+
+        def keep_first(rows: Tensor, tokens: Tensor, attention: Tensor | None) -> None:
+            if attention is not None and rows.numel() and rows[0] == 0:
+                first.append(attention[0].float())
+
         base = BeamConfig()
         max_len = self.settings.max_len or min(
             int(base.max_len_a * len(ids) + base.max_len_b), engine.max_tgt_len
@@ -284,8 +312,11 @@ class Session:
                 prefix=[prefix] if prefix else None,
                 generator=self._generator(engine.device),
                 deadline=deadline,
+                on_step=keep_first,
             )
+        attention = torch.stack(first) if first else None  # (T, S)
+        self._remember_attention(ids, prefix + rows[0], attention)
         texts = [flatten(engine.tgt_tok.decode(prefix + row)) for row in rows]
         if self.plain:
-            return texts[0]
+            return join_fields(texts)
         return "\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))

@@ -53,10 +53,13 @@ def check_seconds(seconds: float, name: str) -> float:
     return seconds
 
 
-def default_settings(is_lm: bool) -> Settings:
+def default_settings(is_lm: bool, plain: bool = False) -> Settings:
+    """An LM samples 300 characters; a translation beam-searches, with 3 answers
+    on a terminal and 1 in plain (pipe) mode, whose output would otherwise change
+    from one field per line to three."""
     if is_lm:
         return Settings(mode="sample", nbest=1, max_len=300)
-    return Settings()
+    return Settings(nbest=1 if plain else 3)
 
 
 def number(

@@ -10,7 +10,7 @@ import torch
 
 from nmt.data.chars import CharTokenizer
 from nmt.inference.generator import TextGenerator
-from nmt.inference.session import HELP, MAX_PROMPT_CHARS, Session
+from nmt.inference.session import HELP, LM_HELP, MAX_PROMPT_CHARS, Session
 from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM
 from nmt.models.seq2seq import Seq2Seq
@@ -130,10 +130,20 @@ def test_lm_beam_mode_lists_hypotheses_with_log_probs(generator):
     assert reply.count("JULIET:") == 2
 
 
-def test_lm_refuses_translation_only_commands(generator):
+def test_lm_help_and_replies_leave_out_translation_only_commands(generator):
     session = Session(generator)
-    assert session.handle(":attn").startswith("error: :attn needs a translation")
-    assert session.handle(":prefix ROMEO").startswith("error: :prefix")
+    before = session.settings.describe()
+    for command in (":attn", ":prefix ROMEO", ":ATTN x"):
+        reply = session.handle(command)
+        name = command.split()[0].lower()
+        assert reply.startswith(f"error: {name} is not available for a language")
+        assert "\n" not in reply
+    assert session.settings.describe() == before
+    reply = session.handle(":help")
+    assert reply.startswith(LM_HELP) and ":attn" not in reply and ":prefix" not in reply
+    assert ":len N         max characters" in reply and "0 = auto" not in reply
+    assert ":attn" in HELP and ":prefix" in HELP and "max length (0 = auto)" in HELP
+    assert session.handle(":nope").endswith(LM_HELP)
 
 
 def test_unknown_characters_warn_but_do_not_crash(generator, capsys):
@@ -158,13 +168,23 @@ def test_translation_shows_the_nbest_list_and_attention(translator):
     assert session.handle("   ") == ""
 
 
-def test_attention_is_cleared_by_a_sampled_translation(translator):
+@pytest.mark.parametrize("prefix", ["", "a man"])
+def test_a_sampled_translation_keeps_the_attention_of_its_first_sample(
+    translator, prefix
+):
     session = Session(translator)
     session.handle(PAIRS[0][0])
-    assert not session.handle(":attn").startswith("no attention yet")
-    session.handle(":sample")
-    session.handle(PAIRS[1][0])  # sampling keeps no attention: no stale table
-    assert session.handle(":attn").startswith("no attention yet")
+    beam_table = session.handle(":attn")
+    for command in (":sample", ":nbest 3", ":seed 5", f":prefix {prefix}"):
+        session.handle(command)
+    first = session.handle(PAIRS[1][0]).split("\n")[0].split(None, 1)[1]
+    header, *rows = session.handle(":attn").split("\n")
+    assert header != beam_table.split("\n")[0]  # not the stale table
+    assert len(header.split()) == len(translator.encode(PAIRS[1][0]))
+    # one row per target piece of the first sample, its label the piece
+    assert "".join(row.split()[0] for row in rows) == first.replace(" ", "")
+    for row in rows:  # percentages of one attention distribution
+        assert abs(sum(int(v) for v in row.split()[1:]) - 100) <= len(header.split())
 
 
 def test_translation_warns_once_about_its_input(translator, capsys):
@@ -196,11 +216,49 @@ def test_plain_mode_answers_on_one_line(generator, translator):
     lm.handle(":len 60")
     answer = lm.handle("ROMEO:\nBut")
     assert "\n" not in answer and answer.startswith("ROMEO:\\nBut")
-    assert "\n" not in lm.handle(":help")
     mt = Session(translator, plain=True)
     assert "\n" not in mt.handle(PAIRS[2][0]) and not mt.handle(PAIRS[2][0]).startswith(
         "["
     )
+
+
+def test_plain_mode_joins_the_lines_of_a_command_reply(translator):
+    session = Session(translator, plain=True)
+    for command in (":help", ":nope"):
+        reply = session.handle(command)
+        assert "\n" not in reply and "\\n" not in reply  # no escaped breaks either
+        assert " | :beam N  beam search of width N  :sample  sampling | " in reply
+    assert session.handle(":help").endswith(" | " + session.settings.describe())
+    session.handle(PAIRS[0][0])
+    table = session.handle(":attn")
+    assert "\n" not in table
+    assert table.count(" | ") + 1 == 1 + len(session.last_attention.split("\n")[1:])
+
+
+@pytest.mark.parametrize("mode", [":beam 4", ":sample"])
+def test_plain_mode_gives_the_nbest_as_tab_separated_fields(translator, mode):
+    session = Session(translator, plain=True)
+    for command in (mode, ":seed 3"):
+        session.handle(command)
+    best = session.handle(PAIRS[0][0])  # one answer unless :nbest says otherwise
+    assert session.settings.nbest == 1 and "\t" not in best and best
+    session.handle(":nbest 3")
+    fields = session.handle(PAIRS[0][0]).split("\t")
+    assert len(fields) == 3 and all(fields)
+    if mode != ":sample":  # (three samples draw the first one differently)
+        assert fields[0] == best
+    assert Session(translator).settings.nbest == 3  # a terminal shows three
+
+
+@pytest.mark.parametrize("mode", [":beam 3", ":sample"])
+def test_plain_lm_nbest_fields_escape_tabs_and_breaks(generator, mode):
+    session = Session(generator, plain=True)
+    for command in (mode, ":nbest 2", ":len 10", ":seed 1"):
+        session.handle(command)
+    line = session.handle("JULIET:\tO\nRomeo")
+    fields = line.split("\t")
+    assert len(fields) == 2 and "\n" not in line
+    assert all(f.startswith("JULIET:\\tO\\nRomeo") for f in fields)
 
 
 def test_lm_len_is_bounded_in_characters(generator):
