@@ -29,7 +29,7 @@ from nmt.inference.settings import (
 )
 from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
-from nmt.search.stepper import inference
+from nmt.search.stepper import Deadline, inference
 from nmt.utils.runtime import autocast
 from nmt.utils.text import flatten, join_fields, join_lines
 
@@ -67,19 +67,23 @@ class Session:
         *,
         plain: bool = False,
         max_seconds: float | None = None,
+        stream: Callable[[str], None] | None = None,
     ) -> None:
         """`plain`: every reply on one line (for pipes), n-best answers as
         tab-separated fields; `max_seconds`: the time limit of each answer
-        (default Settings')."""
+        (default Settings'); `stream`: where an LM's sampled answer is written
+        while it is generated, as the start of its reply (not in plain mode)."""
         self.engine = engine
         self.is_lm = isinstance(engine, TextGenerator)
         self.settings = default_settings(self.is_lm, plain)
         if max_seconds is not None:
             self.settings.max_seconds = check_seconds(max_seconds, "--max-seconds")
         self.plain = plain
+        self.stream = stream
         self.help = LM_HELP if self.is_lm else HELP
         self.done = False
         self.last_attention: str | None = None
+        self._deadline: Deadline | None = None  # of the answer being found
         self.commands: dict[str, Callable[[str], str]] = {
             "beam": self._beam,
             "sample": self._sample_mode,
@@ -193,30 +197,43 @@ class Session:
             num_samples=s.nbest,
         )
 
+    def stop(self) -> None:
+        """End the answer being found at its search's next step, with what it has
+        (Ctrl-C on a terminal); no effect between answers."""
+        if self._deadline is not None:
+            self._deadline.stop()
+
     def answer(self, text: str) -> str:
-        """The model's answer, found within the time limit; one that the limit
-        stopped gets a note (on stderr in plain mode, so answers stay one line)."""
-        deadline = time.monotonic() + self.settings.max_seconds
-        if self.is_lm:
-            reply = self._continue(text, deadline)
-        elif not text.strip():
-            return ""
-        elif self.settings.mode == "sample":
-            reply = self._sample_translations(text, deadline)
-        else:
-            reply = self._translate(text, deadline)
-        if time.monotonic() >= deadline:
+        """The model's answer, found within the time limit; one that the limit or
+        `stop` ended gets a note (on stderr in plain mode: answers stay one line)."""
+        deadline = Deadline(time.monotonic() + self.settings.max_seconds)
+        self._deadline = deadline
+        try:
+            if self.is_lm:
+                reply = self._continue(text, deadline)
+            elif not text.strip():
+                return ""
+            elif self.settings.mode == "sample":
+                reply = self._sample_translations(text, deadline)
+            else:
+                reply = self._translate(text, deadline)
+        finally:
+            self._deadline = None
+        if deadline.stopped:
+            note = "[stopped]"
+        elif time.monotonic() >= float(deadline):
             note = (
                 f"(stopped at the {self.settings.max_seconds:g} s time limit: the "
                 "best found so far; :time changes the limit)"
             )
-            if self.plain:
-                print(f"note: {note}", file=sys.stderr)
-            else:
-                reply += "\n" + note
-        return reply
+        else:
+            return reply
+        if self.plain:
+            print(f"note: {note}", file=sys.stderr)
+            return reply
+        return f"{reply}\n{note}"
 
-    def _continue(self, prompt: str, deadline: float) -> str:
+    def _continue(self, prompt: str, deadline: Deadline) -> str:
         s, engine = self.settings, self.engine
         assert isinstance(engine, TextGenerator)
         # reading a prompt is not bounded by the deadline: only its end is read
@@ -228,11 +245,15 @@ class Session:
                 file=sys.stderr,
             )
         if s.mode == "sample":
+            stream = None if self.plain else self.stream
+            if stream is not None:  # the reply starts with the prompt
+                stream(prompt)
             found = engine.sample(
                 context,
                 self._sample_config(s.max_len),
                 self._generator(engine.device),
                 deadline=deadline,
+                on_text=stream,
             )
         else:
             cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
@@ -253,7 +274,7 @@ class Session:
             lengths = dict(max_len_a=0.0, max_len_b=s.max_len, max_len=s.max_len)
         return BeamConfig(beam_size=s.beam, nbest=s.nbest, **lengths)
 
-    def _translate(self, text: str, deadline: float) -> str:
+    def _translate(self, text: str, deadline: Deadline) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         prefix = engine.tgt_tok.encode(self.settings.prefix) or None
@@ -287,7 +308,7 @@ class Session:
             tgt = [engine.tgt_tok.decode([i]) for i in tokens]
             self.last_attention = attention_table(src, tgt, attention[:, : len(ids)])
 
-    def _sample_translations(self, text: str, deadline: float) -> str:
+    def _sample_translations(self, text: str, deadline: Deadline) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         ids = engine.encode(text)

@@ -140,9 +140,10 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
         child.sendline(":len 10000")  # the most it allows: seconds of work
         child.expect_exact("lm> ")
         child.sendline("JULIET:")
-        time.sleep(1.0)
-        child.sendintr()  # Ctrl-C while generating: back to the prompt
-        child.expect_exact("(stopped)")
+        child.expect(r"\nJULIET:[\s\S]{20}")  # shown while it is generated
+        time.sleep(0.5)
+        child.sendintr()  # Ctrl-C while generating: the text so far, a note
+        child.expect_exact("\n[stopped]")  # (not "[interrupted]": it stopped)
         child.expect_exact("lm> ")
         child.sendline(":quit")
         child.expect(pexpect.EOF)

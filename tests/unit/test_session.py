@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -347,3 +348,68 @@ def test_lm_reads_only_the_end_of_a_huge_prompt(generator, capsys):
         "continues the prompt's last 2,000 of 102,000 characters"
         in capsys.readouterr().err
     )
+
+
+def test_a_sampled_lm_answer_streams_as_the_start_of_its_reply(generator):
+    def ask(session: Session, *commands: str) -> str:
+        for command in (":nbest 2", ":len 30", ":seed 4", *commands):
+            session.handle(command)
+        return session.handle("ROMEO:")
+
+    pieces: list[str] = []
+    reply = ask(Session(generator, stream=pieces.append))
+    shown = "".join(pieces)
+    assert pieces[0] == "ROMEO:" and len(pieces) > 10  # the prompt, then characters
+    assert reply.startswith(shown) and reply[len(shown) :].startswith("\n---")
+    assert reply == ask(Session(generator))  # the same answer without streaming
+    pieces.clear()
+    ask(Session(generator, stream=pieces.append, plain=True))
+    ask(Session(generator, stream=pieces.append), ":beam 2")
+    assert pieces == []  # neither a pipe nor a beam search streams
+
+
+def test_stop_ends_a_sampled_answer_with_the_text_so_far(generator):
+    pieces: list[str] = []
+
+    def show(text: str) -> None:
+        pieces.append(text)
+        if len(pieces) == 6:  # the prompt and 5 characters: Ctrl-C
+            session.stop()
+
+    session = Session(generator, stream=show)
+    session.handle(":seed 1")
+    reply = session.handle("ROMEO:")
+    assert reply == "".join(pieces) + "\n[stopped]" and len(pieces) == 6
+    assert not session.handle("ROMEO:").endswith("[stopped]")  # the next one runs
+    session.stop()  # between answers: nothing to stop
+    assert not session.handle("ROMEO:").endswith("[stopped]")
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_stop_ends_a_beam_search_with_the_best_so_far(
+    generator, monkeypatch, capsys, plain
+):
+    session = Session(generator, plain=plain)
+    for command in (":beam 3", ":nbest 2", ":len 200"):
+        session.handle(command)
+    step, steps = generator.model.step, []
+
+    def counted(tokens, state):
+        steps.append(len(tokens))
+        if len(steps) == 4:
+            session.stop()  # as Ctrl-C would, during the fourth step
+        logits, state = step(tokens, state)
+        logits[:, generator.tokenizer.eos_id] = -math.inf  # no end of its own
+        return logits, state
+
+    monkeypatch.setattr(generator.model, "step", counted)
+    reply = session.handle("JULIET:")
+    if plain:  # the note goes to stderr: the answers stay on one line
+        answers = reply.split("\t")
+        assert "note: [stopped]" in capsys.readouterr().err
+    else:
+        *lines, note = reply.split("\n")
+        assert note == "[stopped]" and lines[0].startswith("[1] log-prob")
+        answers = [line for line in lines if line.startswith("JULIET:")]
+    assert len(steps) == 4 and len(answers) == 2
+    assert all(len(a) <= len("JULIET:") + 4 for a in answers)
