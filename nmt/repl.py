@@ -1,17 +1,24 @@
 """`python -m nmt.repl --ckpt PATH` — translate or continue what you type.
 
 Works with either kind of checkpoint (translation or char LM). On a terminal:
-line editing and history (prompt_toolkit), Ctrl-C stops the current answer,
-Ctrl-D or :quit exits, :help lists the commands. Without a terminal (pipes):
-one answer line per input line and no prompt, so it can be scripted.
+line editing and history (prompt_toolkit), an LM's sampled text shows as it is
+generated, Ctrl-C stops the current answer with what it has (a second one
+interrupts at once), Ctrl-D or :quit exits, :help lists the commands. Without
+a terminal (pipes): exactly one line per input line and no prompt, so it can be
+scripted: the :nbest answers as tab-separated fields, best first (1 unless
+:nbest says otherwise); an LM's line breaks, tabs and backslashes escaped (\\n,
+\\t, \\\\); a command's reply with its lines joined by " | "; notes on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +31,12 @@ DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
 def build_parser() -> argparse.ArgumentParser:
     p = checkpoint_parser("nmt.repl", __doc__, "translation or LM checkpoint")
+    p.epilog = (
+        "Without a terminal (pipes): one line per input line; the :nbest answers "
+        "as tab-separated fields, best first (1 unless :nbest says otherwise); an "
+        "LM's line breaks, tabs and backslashes escaped (\\n, \\t, \\\\); a "
+        "command's lines joined by ' | '; notes on stderr."
+    )
     p.add_argument(
         "--history",
         default=str(DEFAULT_HISTORY),
@@ -76,6 +89,51 @@ def _history(path: str) -> Any:
     return FileHistory(str(file))
 
 
+class Echo:
+    """The session's `stream`: writes the start of an answer to stdout while it is
+    generated, and keeps it, so that the loop prints only the rest of the reply."""
+
+    def __init__(self) -> None:
+        self.shown = ""
+
+    def __call__(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self.shown += text
+
+    def rest(self, reply: str) -> str:
+        """What of `reply` is still to print (on a new line if it does not go on
+        from what was shown, as an error does not)."""
+        if reply.startswith(self.shown):
+            return reply[len(self.shown) :]
+        return "\n" + reply
+
+
+@contextlib.contextmanager
+def ctrl_c_stops(session: Any) -> Iterator[None]:
+    """Inside: a first Ctrl-C ends the answer with what it has (`session.stop`),
+    a second one raises KeyboardInterrupt (a search step, or an LM reading a long
+    prompt, may take a while). Only the main thread can set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    presses = 0
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            raise KeyboardInterrupt
+        session.stop()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:  # (None: a handler not set from Python, which cannot be restored)
+        restored = signal.default_int_handler if previous is None else previous
+        signal.signal(signal.SIGINT, restored)
+
+
 def run_terminal(session: Any, prompt: str, history: str, **io: Any) -> None:
     """The interactive loop; `io` (input=, output=) is for tests of prompt_toolkit."""
     from prompt_toolkit import PromptSession
@@ -88,11 +146,13 @@ def run_terminal(session: Any, prompt: str, history: str, **io: Any) -> None:
             continue
         except EOFError:  # Ctrl-D
             break
+        session.stream = echo = Echo()
         try:
-            reply = respond(session, line)
-        except KeyboardInterrupt:
-            reply = "(stopped)"
-        if reply:
+            with ctrl_c_stops(session):
+                reply = echo.rest(respond(session, line))
+        except KeyboardInterrupt:  # a second Ctrl-C: what was shown stays
+            reply = "\n[interrupted]" if echo.shown else "[interrupted]"
+        if reply or echo.shown:
             print(reply, flush=True)
 
 
@@ -102,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("nmt.repl"):
         from nmt.inference.generator import TextGenerator
         from nmt.inference.loading import load_any
-        from nmt.inference.session import Session, check_seconds
+        from nmt.inference.session import Session
+        from nmt.inference.settings import check_seconds
 
         if args.max_seconds is not None:  # refused before loading the model
             check_seconds(args.max_seconds, "--max-seconds")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import torch
+from torch import Tensor
 
 from nmt.data.chars import CharTokenizer
 from nmt.data.tokenizer import UNK_ID
@@ -66,10 +69,18 @@ class TextGenerator:
         cfg: SampleConfig,
         generator: torch.Generator | None = None,
         *,
-        deadline: float | None = None,
+        deadline: SupportsFloat | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[Continuation]:
         """cfg.num_samples continuations of up to cfg.max_len characters each,
-        shorter when the `deadline` (a time.monotonic() time) stops them."""
+        shorter when the `deadline` (a time.monotonic() time) stops them.
+        `on_text` gets the first continuation's characters as they are
+        generated (they add up to its text), for a terminal to show them."""
+
+        def first_row(rows: Tensor, tokens: Tensor, attention: Tensor | None) -> None:
+            if on_text is not None and rows.numel() and rows[0] == 0:
+                on_text(self.tokenizer.decode([int(tokens[0])]))
+
         with autocast(self.device, self.precision):
             rows = sample(
                 self.model,
@@ -77,6 +88,7 @@ class TextGenerator:
                 cfg,
                 generator=generator,
                 deadline=deadline,
+                on_step=None if on_text is None else first_row,
             )
         return [Continuation(self.tokenizer.decode(row)) for row in rows]
 
@@ -86,7 +98,7 @@ class TextGenerator:
         max_len: int,
         cfg: BeamConfig,
         *,
-        deadline: float | None = None,
+        deadline: SupportsFloat | None = None,
     ) -> list[Continuation]:
         """cfg.nbest beam-search continuations of up to `max_len` characters.
 

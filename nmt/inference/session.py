@@ -1,30 +1,38 @@
-"""The REPL's core without a terminal: settings, `:commands`, answers.
+"""The REPL's core without a terminal: `:commands`, answers, plain (pipe) replies.
 
 `Session.handle(line) -> str` serves both checkpoint kinds: a TextGenerator
-continues the line, a Translator translates it (n-best with scores). The terminal
-and pipe loops are in `repl.py`.
+continues the line, a Translator translates it (n-best with scores). The settings
+are in `settings.py`, the terminal and pipe loops in `repl.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from nmt.inference.attention_table import attention_table
 from nmt.inference.generator import TextGenerator
+from nmt.inference.settings import (
+    MAX_LM_CHARS,
+    MAX_SECONDS,
+    MAX_TGT_TOKENS,
+    CommandError,
+    check_seconds,
+    default_settings,
+    number,
+)
 from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, SampleConfig, sample
-from nmt.search.stepper import inference
+from nmt.search.stepper import Deadline, inference
 from nmt.utils.runtime import autocast
-from nmt.utils.text import flatten
+from nmt.utils.text import flatten, join_fields, join_lines
 
 HELP = """\
 commands (they change the settings of the next answers):
@@ -37,78 +45,18 @@ commands (they change the settings of the next answers):
   :prefix TEXT force the start of translations (:prefix alone clears it)
   :help        this text                  :quit          exit (or Ctrl-D)
 type '::text' for text that starts with ':'"""
-# the longest answers `:len` allows (models are trained on far shorter ones, and
-# longer answers take minutes): an LM's in characters, a translation's in tokens
-MAX_LM_CHARS = 10_000
+# the commands a language model lacks, and why (its reply when one is asked for)
+TRANSLATION_ONLY = {
+    "attn": "it attends to nothing",
+    "prefix": "type the start as part of the prompt",
+}
+# HELP for an LM: without those commands, and its :len is in characters
+LM_HELP = "\n".join(
+    line.replace("max length (0 = auto)", "max characters")
+    for line in HELP.split("\n")
+    if not line.startswith(tuple(f"  :{name} " for name in TRANSLATION_ONLY))
+)
 MAX_PROMPT_CHARS = 2_000  # an LM answer reads at most this much of its prompt
-MAX_TGT_TOKENS = 1_000
-MAX_SECONDS = 3600.0  # the most `:time` and --max-seconds allow
-
-
-class CommandError(ValueError):
-    """A bad command or argument; the message is shown and the session goes on."""
-
-
-@dataclass
-class Settings:
-    """What the next answer uses; changed live by `:commands`."""
-
-    mode: str = "beam"  # beam | sample
-    beam: int = 5  # beam width B
-    nbest: int = 3  # answers per line: n-best (<= beam) or samples
-    temperature: float = 0.8
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    max_len: int = 0  # LM: characters; translation: target tokens, 0 = a*|src|+b
-    seed: int | None = None  # None = a fresh random seed per answer
-    prefix: str = ""  # translation: forced start of the target
-    max_seconds: float = 20.0  # an answer stops at this time with what it has
-
-    def describe(self) -> str:
-        length = self.max_len or "auto"
-        seed = "random" if self.seed is None else self.seed
-        return (
-            f"mode={self.mode} beam={self.beam} nbest={self.nbest} "
-            f"temp={self.temperature:g} topk={self.top_k} topp={self.top_p:g} "
-            f"len={length} seed={seed} time={self.max_seconds:g}s "
-            f"prefix={self.prefix!r}"
-        )
-
-
-def check_seconds(seconds: float, name: str) -> float:
-    """`seconds` if it is a time limit the REPL allows, else ValueError."""
-    if not (math.isfinite(seconds) and 0.1 <= seconds <= MAX_SECONDS):
-        raise ValueError(
-            f"{name} must be between 0.1 and {MAX_SECONDS:g} seconds, got {seconds:g}"
-        )
-    return seconds
-
-
-def default_settings(is_lm: bool) -> Settings:
-    if is_lm:
-        return Settings(mode="sample", nbest=1, max_len=300)
-    return Settings()
-
-
-def _number(
-    arg: str,
-    name: str,
-    kind: type,
-    low: float,
-    high: float | None = None,
-    why: str = "",
-):
-    """`kind(arg)` if it is a finite number in [low, high], else CommandError
-    (saying `why` there is a maximum)."""
-    try:
-        value = kind(arg)
-        finite = math.isfinite(value)
-    except (ValueError, OverflowError):  # OverflowError: an int beyond float
-        value, finite = math.nan, False
-    if not (finite and low <= value and (high is None or value <= high)):
-        bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        raise CommandError(f":{name} needs a number {bound}{why}, got {arg!r}")
-    return value
 
 
 class Session:
@@ -120,56 +68,69 @@ class Session:
         *,
         plain: bool = False,
         max_seconds: float | None = None,
+        stream: Callable[[str], None] | None = None,
     ) -> None:
-        """`plain`: answers are the best output only, on one line (for pipes);
-        `max_seconds`: the time limit of each answer (default Settings')."""
+        """`plain`: every reply on one line (for pipes), n-best answers as
+        tab-separated fields; `max_seconds`: the time limit of each answer
+        (default Settings'); `stream`: where an LM's sampled answer is written
+        while it is generated, as the start of its reply (not in plain mode)."""
         self.engine = engine
         self.is_lm = isinstance(engine, TextGenerator)
-        self.settings = default_settings(self.is_lm)
+        self.settings = default_settings(self.is_lm, plain)
         if max_seconds is not None:
             self.settings.max_seconds = check_seconds(max_seconds, "--max-seconds")
         self.plain = plain
+        self.stream = stream
+        self.help = LM_HELP if self.is_lm else HELP
         self.done = False
         # (source pieces, target pieces, (T, S) weights) of the last translation
         self.last_attention: tuple[list[str], list[str], torch.Tensor] | None = None
+        self._deadline: Deadline | None = None  # of the answer being found
         self.commands: dict[str, Callable[[str], str]] = {
             "beam": self._beam,
             "sample": self._sample_mode,
             "temp": lambda a: self._set(
-                "temperature", _number(a, "temp", float, 0), True
+                "temperature", number(a, "temp", float, 0), True
             ),
-            "topk": lambda a: self._set("top_k", _number(a, "topk", int, 0), True),
+            "topk": lambda a: self._set("top_k", number(a, "topk", int, 0), True),
             "topp": lambda a: self._set(
-                "top_p", _number(a, "topp", float, 1e-6, 1), True
+                "top_p", number(a, "topp", float, 1e-6, 1), True
             ),
             "len": self._len,
             "time": lambda a: self._set(
-                "max_seconds", _number(a, "time", float, 0.1, MAX_SECONDS)
+                "max_seconds", number(a, "time", float, 0.1, MAX_SECONDS)
             ),
             "nbest": self._nbest,
             "seed": self._seed,
             "attn": self._attn,
             "prefix": self._prefix,
-            "help": lambda a: f"{HELP}\n{self.settings.describe()}",
+            "help": lambda a: f"{self.help}\n{self.settings.describe()}",
             "quit": self._quit,
             "q": self._quit,
             "exit": self._quit,
         }
 
     def handle(self, line: str) -> str:
-        """The answer to one input line: a command's reply or the model's output."""
+        """The answer to one input line: a command's reply or the model's output.
+
+        In plain mode a command's lines are joined by " | "; an answer is built on
+        one line (`flatten` only guards that promise)."""
         line = line.rstrip("\r\n")
         if line.startswith(":") and not line.startswith("::"):
             reply = self.command(line)
-        else:
-            reply = self.answer(line[1:] if line.startswith("::") else line)
-        return flatten(reply, escape=True) if self.plain else reply
+            return join_lines(reply) if self.plain else reply
+        reply = self.answer(line[1:] if line.startswith("::") else line)
+        return flatten(reply) if self.plain else reply
 
     def command(self, line: str) -> str:
         name, arg = (line[1:].split(None, 1) + ["", ""])[:2]  # any whitespace
-        action = self.commands.get(name.lower())
+        name = name.lower()
+        if self.is_lm and name in TRANSLATION_ONLY:
+            why = TRANSLATION_ONLY[name]
+            return f"error: :{name} is not available for a language model ({why})"
+        action = self.commands.get(name)
         if action is None:
-            return f"unknown command ':{name}'\n{HELP}"
+            return f"unknown command ':{name}'\n{self.help}"
         try:
             return action(arg.strip())
         except CommandError as error:
@@ -183,7 +144,7 @@ class Session:
         return self.settings.describe()
 
     def _beam(self, arg: str) -> str:
-        width = _number(arg, "beam", int, 1, 100)
+        width = number(arg, "beam", int, 1, 100)
         self.settings.nbest = min(self.settings.nbest, width)
         self.settings.mode = "beam"
         return self._set("beam", width)
@@ -196,24 +157,20 @@ class Session:
         unit = "characters" if self.is_lm else "tokens"
         why = f" ({unit}; longer answers take minutes)"
         high = MAX_LM_CHARS if self.is_lm else MAX_TGT_TOKENS
-        return self._set(
-            "max_len", _number(arg, "len", int, int(self.is_lm), high, why)
-        )
+        return self._set("max_len", number(arg, "len", int, int(self.is_lm), high, why))
 
     def _nbest(self, arg: str) -> str:
         s = self.settings
         high = s.beam if s.mode == "beam" else 64
-        return self._set("nbest", _number(arg, "nbest", int, 1, high))
+        return self._set("nbest", number(arg, "nbest", int, 1, high))
 
     def _seed(self, arg: str) -> str:
         if arg == "random":
             return self._set("seed", None)
-        return self._set("seed", _number(arg, "seed", int, 0, 2**63 - 1))
+        return self._set("seed", number(arg, "seed", int, 0, 2**63 - 1))
 
     def _attn(self, arg: str) -> str:
         """`:attn` prints the table; `:attn FILE.png` draws it into FILE.png."""
-        if self.is_lm:
-            raise CommandError(":attn needs a translation model (an LM has none)")
         path = Path(arg).expanduser()
         if arg and path.suffix.lower() != ".png":
             raise CommandError(f":attn writes a picture to FILE.png, got {arg!r}")
@@ -232,10 +189,6 @@ class Session:
         return f"attention picture saved to {path}"
 
     def _prefix(self, arg: str) -> str:
-        if self.is_lm:
-            raise CommandError(
-                ":prefix forces translations; with an LM, type the prompt"
-            )
         reply = self._set("prefix", arg)
         unknown = "".join(self.engine.tgt_tok.unknown_chars(arg))
         if unknown:
@@ -262,30 +215,43 @@ class Session:
             num_samples=s.nbest,
         )
 
+    def stop(self) -> None:
+        """End the answer being found at its search's next step, with what it has
+        (Ctrl-C on a terminal); no effect between answers."""
+        if self._deadline is not None:
+            self._deadline.stop()
+
     def answer(self, text: str) -> str:
-        """The model's answer, found within the time limit; one that the limit
-        stopped gets a note (on stderr in plain mode, so answers stay one line)."""
-        deadline = time.monotonic() + self.settings.max_seconds
-        if self.is_lm:
-            reply = self._continue(text, deadline)
-        elif not text.strip():
-            return ""
-        elif self.settings.mode == "sample":
-            reply = self._sample_translations(text, deadline)
-        else:
-            reply = self._translate(text, deadline)
-        if time.monotonic() >= deadline:
+        """The model's answer, found within the time limit; one that the limit or
+        `stop` ended gets a note (on stderr in plain mode: answers stay one line)."""
+        deadline = Deadline(time.monotonic() + self.settings.max_seconds)
+        self._deadline = deadline
+        try:
+            if self.is_lm:
+                reply = self._continue(text, deadline)
+            elif not text.strip():
+                return ""
+            elif self.settings.mode == "sample":
+                reply = self._sample_translations(text, deadline)
+            else:
+                reply = self._translate(text, deadline)
+        finally:
+            self._deadline = None
+        if deadline.stopped:
+            note = "[stopped]"
+        elif time.monotonic() >= float(deadline):
             note = (
                 f"(stopped at the {self.settings.max_seconds:g} s time limit: the "
                 "best found so far; :time changes the limit)"
             )
-            if self.plain:
-                print(f"note: {note}", file=sys.stderr)
-            else:
-                reply += "\n" + note
-        return reply
+        else:
+            return reply
+        if self.plain:
+            print(f"note: {note}", file=sys.stderr)
+            return reply
+        return f"{reply}\n{note}"
 
-    def _continue(self, prompt: str, deadline: float) -> str:
+    def _continue(self, prompt: str, deadline: Deadline) -> str:
         s, engine = self.settings, self.engine
         assert isinstance(engine, TextGenerator)
         # reading a prompt is not bounded by the deadline: only its end is read
@@ -297,17 +263,21 @@ class Session:
                 file=sys.stderr,
             )
         if s.mode == "sample":
+            stream = None if self.plain else self.stream
+            if stream is not None:  # the reply starts with the prompt
+                stream(prompt)
             found = engine.sample(
                 context,
                 self._sample_config(s.max_len),
                 self._generator(engine.device),
                 deadline=deadline,
+                on_text=stream,
             )
         else:
             cfg = BeamConfig(beam_size=s.beam, nbest=s.nbest)
             found = engine.beam(context, s.max_len, cfg, deadline=deadline)
         if self.plain:
-            return prompt + found[0].text
+            return join_fields([flatten(prompt + c.text, escape=True) for c in found])
         blocks = []
         for rank, c in enumerate(found, start=1):
             head = f"[{rank}] log-prob {c.score:.2f}\n" if c.score is not None else ""
@@ -322,7 +292,7 @@ class Session:
             lengths = dict(max_len_a=0.0, max_len_b=s.max_len, max_len=s.max_len)
         return BeamConfig(beam_size=s.beam, nbest=s.nbest, **lengths)
 
-    def _translate(self, text: str, deadline: float) -> str:
+    def _translate(self, text: str, deadline: Deadline) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         prefix = engine.tgt_tok.encode(self.settings.prefix) or None
@@ -334,26 +304,39 @@ class Session:
             deadline=deadline,
             attention=True,
         )[0]
-        best = hyps[0]
-        self.last_attention = None
-        if best.attention is not None:
-            ids = engine.encode(text, warn=False)  # `translate` has warned
-            src = [engine.src_tok.decode([i]) for i in ids]
-            tgt = [engine.tgt_tok.decode([i]) for i in best.tokens]
-            self.last_attention = (src, tgt, best.attention)
+        ids = engine.encode(text, warn=False)  # `translate` has warned
+        self._remember_attention(ids, hyps[0].tokens, hyps[0].attention)
         if self.plain:
-            return engine.detokenize(best)
+            return join_fields([flatten(engine.detokenize(h)) for h in hyps])
         return "\n".join(
             f"[{rank}] {h.score:8.3f}  {flatten(engine.detokenize(h))}"
             for rank, h in enumerate(hyps, start=1)
         )
 
-    def _sample_translations(self, text: str, deadline: float) -> str:
+    def _remember_attention(
+        self, ids: Sequence[int], tokens: Sequence[int], attention: Tensor | None
+    ) -> None:
+        """Keep the attention of the answer shown first (T target `tokens`
+        x S source `ids`, attention (T, S) or None), for `:attn`."""
+        engine = self.engine
+        assert isinstance(engine, Translator)
+        self.last_attention = None
+        if attention is not None and attention.size(0) == len(tokens):
+            src = [engine.src_tok.decode([i]) for i in ids]
+            tgt = [engine.tgt_tok.decode([i]) for i in tokens]
+            self.last_attention = (src, tgt, attention[:, : len(ids)])
+
+    def _sample_translations(self, text: str, deadline: Deadline) -> str:
         engine = self.engine
         assert isinstance(engine, Translator)
         ids = engine.encode(text)
         prefix = engine.tgt_tok.encode(self.settings.prefix)
-        self.last_attention = None  # sampling keeps no attention
+        first: list[Tensor] = []  # the first sample's attention, (S,) per token
+
+        def keep_first(rows: Tensor, tokens: Tensor, attention: Tensor | None) -> None:
+            if attention is not None and rows.numel() and rows[0] == 0:
+                first.append(attention[0].float())
+
         base = BeamConfig()
         max_len = self.settings.max_len or min(
             int(base.max_len_a * len(ids) + base.max_len_b), engine.max_tgt_len
@@ -368,8 +351,11 @@ class Session:
                 prefix=[prefix] if prefix else None,
                 generator=self._generator(engine.device),
                 deadline=deadline,
+                on_step=keep_first,
             )
+        attention = torch.stack(first) if first else None  # (T, S)
+        self._remember_attention(ids, prefix + rows[0], attention)
         texts = [flatten(engine.tgt_tok.decode(prefix + row)) for row in rows]
         if self.plain:
-            return texts[0]
+            return join_fields(texts)
         return "\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import torch
 
@@ -97,7 +97,7 @@ class Translator:
         prefix: Sequence[int] | None = None,
         *,
         offset: int | None = 0,
-        deadline: float | None = None,
+        deadline: SupportsFloat | None = None,
         attention: bool = False,
     ) -> list[list[Hypothesis]]:
         """n-best hypotheses per line, in input order; warnings number the lines
@@ -185,7 +185,7 @@ class Translator:
         cfg: BeamConfig,
         prefix: Sequence[int] | None,
         *,
-        deadline: float | None,
+        deadline: SupportsFloat | None,
         attention: bool,
     ) -> list[list[Hypothesis]]:
         src = pad(batch).to(self.device)  # (N, S)

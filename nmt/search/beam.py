@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsFloat
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +92,7 @@ def beam_search(
     cfg: BeamConfig,
     prefix: Sequence[Sequence[int]] | None = None,
     *,
-    deadline: float | None = None,
+    deadline: SupportsFloat | None = None,
     keep_attention: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over N sentences x B beams, one `stepper.step` per step.
@@ -125,8 +125,9 @@ def beam_search(
             the vocabulary (not PAD/BOS/EOS), else ValueError. A forced token the
             model gives probability 0 (-inf) leaves no candidate: the sentence
             ends there, as when every candidate is -inf.
-        deadline: a `time.monotonic()` time; checked before each step, so the
-            search overruns it by at most one step.
+        deadline: a `time.monotonic()` time (or what `float()` reads as one, such
+            as a `stepper.Deadline`); checked before each step, so the search
+            overruns it by at most one step.
         keep_attention: False leaves `Hypothesis.attention` None, and saves
             keeping each beam's attention history (copied at every step: time and
             memory grow with T * T * S).
@@ -170,7 +171,7 @@ class _Search:
         cfg: BeamConfig,
         src_lengths: Tensor,
         prefix: Sequence[Sequence[int]] | None,
-        deadline: float | None,
+        deadline: SupportsFloat | None,
         keep_attention: bool,
     ) -> None:
         self.stepper, self.cfg, self.width = stepper, cfg, cfg.beam_size
@@ -210,7 +211,7 @@ class _Search:
         last = tokens.new_full((n,), self.stepper.bos_id)  # (N,)
         step = 0
         while beams.sentences.numel() > 0:
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            if self.deadline is not None and time.monotonic() >= float(self.deadline):
                 for a in range(beams.sentences.numel()):  # the best they have
                     self._finalize_live(beams, a)
                 break

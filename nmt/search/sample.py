@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import torch
 from torch import Tensor
@@ -24,6 +24,10 @@ from nmt.search.scoring import (
     prefix_table,
 )
 from nmt.search.stepper import Stepper, first_tensor, inference, special_tokens
+
+# what `sample` reports after each step: the rows (K,) that got a token, their
+# tokens (K,) and the stepper's attention for them (K, S) or None
+OnStep = Callable[[Tensor, Tensor, Tensor | None], None]
 
 
 @dataclass
@@ -59,7 +63,8 @@ def sample(
     prefix: Sequence[Sequence[int]] | None = None,
     generator: torch.Generator | None = None,
     *,
-    deadline: float | None = None,
+    deadline: SupportsFloat | None = None,
+    on_step: OnStep | None = None,
 ) -> list[list[int]]:
     """Draw one token sequence per row, all rows advancing in one `step` call.
 
@@ -75,8 +80,13 @@ def sample(
         prefix: optional forced tokens, one list per input (length N), shared by
             that input's num_samples rows.
         generator: random source; default torch.Generator seeded with cfg.seed.
-        deadline: a `time.monotonic()` time; checked before each step, at which
-            the rows stop with what they have (overrunning it by at most a step).
+        deadline: a `time.monotonic()` time (or what `float()` reads as one, such
+            as a `stepper.Deadline`); checked before each step, at which the rows
+            stop with what they have (overrunning it by at most a step).
+        on_step: called after each step with the rows that got a token, in row
+            order, forced prefix tokens included, EOS not: (rows (K,), tokens (K,),
+            attention (K, S) from `stepper.attention`, or None). For text shown
+            while it is generated and for a sample's attention.
 
     Returns:
         R = N * num_samples lists (row n*num_samples + s is sample s of input n) of
@@ -94,7 +104,7 @@ def sample(
             generator = torch.Generator(device=leaf.device).manual_seed(cfg.seed)
         if cfg.max_len <= 0:
             return [[] for _ in range(rows)]
-        return _run(stepper, state, forced, cfg, generator, deadline)
+        return _run(stepper, state, forced, cfg, generator, deadline, on_step)
 
 
 def _run(
@@ -103,7 +113,8 @@ def _run(
     forced: Tensor,
     cfg: SampleConfig,
     generator: torch.Generator,
-    deadline: float | None,
+    deadline: SupportsFloat | None,
+    on_step: OnStep | None,
 ) -> list[list[int]]:
     """The sampling loop; finished rows leave the batch through `stepper.reorder`."""
     rows, eos = forced.size(0), stepper.eos_id
@@ -112,7 +123,7 @@ def _run(
     counts = torch.zeros_like(active)  # (A,) tokens sampled so far
     out: list[list[int]] = [[] for _ in range(rows)]
     for step in range(forced.size(1) + cfg.max_len):
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and time.monotonic() >= float(deadline):
             break
         scores, state = stepper.step(last, state)  # (A, V) logits or log-probs
         log_probs = forbid_tokens(log_softmax(scores), special_tokens(stepper))
@@ -127,12 +138,31 @@ def _run(
         ):
             out[row].append(token)
         counts = counts + emitted.long()
+        if on_step is not None:
+            _report(stepper, state, active, tokens, tokens != eos, on_step)
         keep = ((tokens != eos) & (counts < cfg.max_len)).nonzero().squeeze(1)  # (A',)
         if keep.numel() == 0:
             break
         state = stepper.reorder(state, keep)
         active, last, counts = active[keep], tokens[keep], counts[keep]
     return out
+
+
+def _report(
+    stepper: Stepper,
+    state: Any,
+    active: Tensor,
+    tokens: Tensor,
+    added: Tensor,
+    on_step: OnStep,
+) -> None:
+    """`on_step` with the `active` rows (A,) whose token (A,) was `added` (A,)."""
+    attention = stepper.attention(state)  # (A, S) or None
+    on_step(
+        active[added],  # (K,)
+        tokens[added],  # (K,)
+        None if attention is None else attention[added],  # (K, S)
+    )
 
 
 def _next_tokens(

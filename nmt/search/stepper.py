@@ -6,6 +6,7 @@ width, V vocabulary, S source length; rows are flat, row n*B + b.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -43,6 +44,22 @@ class Stepper(Protocol):
 
     def attention(self, state: Any) -> Tensor | None:
         """Attention weights (rows, S) of the last step, or None."""
+
+
+class Deadline:
+    """A `time.monotonic()` time that `stop()` makes past at once. The searches
+    read `float(deadline)` before each step, so a stop (the REPL's Ctrl-C) ends
+    them at their next step with what they have, as a time limit does."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.at, self.stopped = -math.inf, True
+
+    def __float__(self) -> float:
+        return self.at
 
 
 @contextlib.contextmanager

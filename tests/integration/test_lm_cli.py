@@ -97,11 +97,13 @@ def test_repl_pipes_answer_one_line_per_line(tiny_lm_checkpoint, tiny_checkpoint
     assert lines[5].startswith("A\\rB")  # the answer escapes it
     mt = run(
         ["nmt.repl", "--ckpt", str(tiny_checkpoint), "--threads", "1"],
-        stdin=f"{PAIRS[0][0]}\n:nbest 2\n\n{PAIRS[1][0]}\n",
+        stdin=f"{PAIRS[0][0]}\n:nbest 2\n\n{PAIRS[1][0]}\n:help\n",
     )
     assert mt.returncode == 0, mt.stderr
     lines = mt.stdout.split("\n")
-    assert len(lines) == 5 and lines[2] == "" and lines[1].startswith("mode=beam")
+    assert len(lines) == 6 and lines[2] == "" and lines[1].startswith("mode=beam")
+    assert "\t" not in lines[0] and len(lines[3].split("\t")) == 2  # the 2-best
+    assert " | :attn  attention table" in lines[4] and "\\n" not in lines[4]
     assert "translation de->en" in mt.stderr
 
 
@@ -138,9 +140,10 @@ def test_repl_on_a_terminal(tiny_lm_checkpoint, tmp_path):
         child.sendline(":len 10000")  # the most it allows: seconds of work
         child.expect_exact("lm> ")
         child.sendline("JULIET:")
-        time.sleep(1.0)
-        child.sendintr()  # Ctrl-C while generating: back to the prompt
-        child.expect_exact("(stopped)")
+        child.expect(r"\nJULIET:[\s\S]{20}")  # shown while it is generated
+        time.sleep(0.5)
+        child.sendintr()  # Ctrl-C while generating: the text so far, a note
+        child.expect_exact("\n[stopped]")  # (not "[interrupted]": it stopped)
         child.expect_exact("lm> ")
         child.sendline(":quit")
         child.expect(pexpect.EOF)

@@ -71,3 +71,11 @@ def test_beam_keeps_every_setting_but_the_length(monkeypatch):
     make().beam("ROMEO:", 9, cfg, deadline=12.5)
     expected = dataclasses.replace(cfg, max_len_a=0.0, max_len_b=9, max_len=0)
     assert seen == [(expected, 12.5)]
+
+
+def test_on_text_streams_the_first_continuation_as_it_is_generated():
+    generator, pieces = make(), []
+    cfg = SampleConfig(max_len=40, num_samples=3, seed=2)
+    found = generator.sample("ROMEO:", cfg, on_text=pieces.append)
+    assert "".join(pieces) == found[0].text and len(pieces) == len(found[0].text)
+    assert found == generator.sample("ROMEO:", cfg)  # the same without streaming

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 
 import pytest
 import torch
@@ -66,3 +67,57 @@ def test_terminal_loop_ends_on_quit_and_keeps_file_history(session, tmp_path):
         keys.send_text(":beam 2\n:quit\n")
         run_terminal(session, "lm> ", str(history), input=keys, output=DummyOutput())
     assert session.done and ":beam 2" in history.read_text()
+
+
+class Streaming:
+    """A session whose answer streams "abc", then gets `presses` Ctrl-Cs (SIGINT)
+    and returns `reply` (the whole answer, noted as stopped if it was)."""
+
+    done = False
+
+    def __init__(self, presses: int, reply: str = "abcdef") -> None:
+        self.presses, self.reply, self.stops = presses, reply, 0
+        self.stream = None
+
+    def stop(self) -> None:
+        self.stops += 1
+
+    def handle(self, line: str) -> str:
+        self.stream("abc")
+        for _ in range(self.presses):
+            signal.raise_signal(signal.SIGINT)
+        return self.reply + ("\n[stopped]" if self.stops else "")
+
+
+@pytest.mark.parametrize(
+    "presses, reply, printed",
+    [
+        (0, "abcdef", "abcdef\n"),  # what was streamed is not printed twice
+        (1, "abcdef", "abcdef\n[stopped]\n"),  # Ctrl-C: the answer so far
+        (2, "abcdef", "abc\n[interrupted]\n"),  # a second one: at once
+        (0, "error: boom", "abc\nerror: boom\n"),  # a reply that does not go on
+    ],
+)
+def test_terminal_streams_and_ctrl_c_keeps_what_was_shown(
+    presses, reply, printed, capsys
+):
+    session, before = Streaming(presses, reply), signal.getsignal(signal.SIGINT)
+    with create_pipe_input() as keys:
+        keys.send_text("x\n\x04")
+        run_terminal(session, "> ", "", input=keys, output=DummyOutput())
+    assert capsys.readouterr().out == printed
+    assert session.stops == min(presses, 1)
+    assert signal.getsignal(signal.SIGINT) is before  # restored after the answer
+
+
+def test_terminal_lm_answer_streams_and_is_printed_once(session, capsys):
+    session.plain = False
+    with create_pipe_input() as keys:
+        keys.send_text(":seed 5\n:nbest 2\nJULIET:\n\x04")
+        run_terminal(session, "lm> ", "", input=keys, output=DummyOutput())
+    out = capsys.readouterr().out
+    answer = out.split("\n", 2)[2]  # after the two settings lines
+    shown = session.stream.shown  # written while generated: the first sample
+    assert shown.startswith("JULIET:") and answer.startswith(shown + "\n---")
+    session.stream = None
+    assert answer == session.handle("JULIET:") + "\n"

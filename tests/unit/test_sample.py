@@ -7,14 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import Tensor
 
 from nmt.search import BeamConfig, SampleConfig, beam_search, sample
+from nmt.search.stepper import Deadline
 from tests.unit.test_beam import (
     BOS,
     EOS,
     PAD,
     TableStepper,
     ToyRNN,
+    attention_row,
     from_probs,
     random_table,
     toy_batch,
@@ -143,6 +146,43 @@ def test_deadline_stops_every_row_with_what_it_has(monkeypatch):
     # steps begin at 0, 2 and 4 s: the prefix token, then two sampled tokens
     assert [len(r) for r in rows] == [2, 2]
     assert sample(TableStepper(no_eos), [0], cfg, deadline=0.0) == [[], []]
+
+
+def test_on_step_reports_every_token_with_its_attention_as_it_comes():
+    table = random_table(VOCAB)
+    seen: dict[int, list[tuple[int, Tensor]]] = {}
+
+    def on_step(rows: Tensor, tokens: Tensor, attention: Tensor | None) -> None:
+        assert rows.tolist() == sorted(rows.tolist()) and attention is not None
+        for row, token, weights in zip(rows.tolist(), tokens.tolist(), attention):
+            seen.setdefault(row, []).append((token, weights))
+
+    cfg = SampleConfig(max_len=4, num_samples=3, seed=1)
+    prefix = [[5], [6, 7]]
+    rows = sample(TableStepper(table, src_len=4), [0, 1], cfg, prefix, on_step=on_step)
+    for row, tokens in enumerate(rows):
+        fed = prefix[row // 3] + tokens  # the prefix, then the samples, no EOS
+        assert [token for token, _ in seen[row]] == fed
+        for i, (_, weights) in enumerate(seen[row]):
+            assert torch.equal(weights, attention_row(tuple(fed[:i]), 4))
+
+
+def test_a_stopped_deadline_ends_the_rows_at_the_next_step():
+    def no_eos(n: int, history: tuple[int, ...]) -> list[float]:
+        return from_probs({3: 0.5, 4: 0.5}, VOCAB)
+
+    deadline, steps = Deadline(float("inf")), []
+
+    def stop_after_three(rows: Tensor, tokens: Tensor, attention) -> None:
+        steps.append(len(rows))
+        if len(steps) == 3:  # as the REPL's Ctrl-C does, in the middle of a search
+            deadline.stop()
+
+    cfg = SampleConfig(max_len=100, num_samples=2)
+    rows = sample(
+        TableStepper(no_eos), [0], cfg, deadline=deadline, on_step=stop_after_three
+    )
+    assert [len(r) for r in rows] == [3, 3] and deadline.stopped
 
 
 def test_bad_settings_raise():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from nmt.data.chars import CharTokenizer
 from nmt.inference.generator import TextGenerator
-from nmt.inference.session import HELP, MAX_PROMPT_CHARS, Session
+from nmt.inference.session import HELP, LM_HELP, MAX_PROMPT_CHARS, Session
 from nmt.inference.translator import Translator
 from nmt.models.lm import CharLM
 from nmt.models.seq2seq import Seq2Seq
@@ -130,10 +131,20 @@ def test_lm_beam_mode_lists_hypotheses_with_log_probs(generator):
     assert reply.count("JULIET:") == 2
 
 
-def test_lm_refuses_translation_only_commands(generator):
+def test_lm_help_and_replies_leave_out_translation_only_commands(generator):
     session = Session(generator)
-    assert session.handle(":attn").startswith("error: :attn needs a translation")
-    assert session.handle(":prefix ROMEO").startswith("error: :prefix")
+    before = session.settings.describe()
+    for command in (":attn", ":prefix ROMEO", ":ATTN x"):
+        reply = session.handle(command)
+        name = command.split()[0].lower()
+        assert reply.startswith(f"error: {name} is not available for a language")
+        assert "\n" not in reply
+    assert session.settings.describe() == before
+    reply = session.handle(":help")
+    assert reply.startswith(LM_HELP) and ":attn" not in reply and ":prefix" not in reply
+    assert ":len N         max characters" in reply and "0 = auto" not in reply
+    assert ":attn" in HELP and ":prefix" in HELP and "max length (0 = auto)" in HELP
+    assert session.handle(":nope").endswith(LM_HELP)
 
 
 def test_unknown_characters_warn_but_do_not_crash(generator, capsys):
@@ -158,13 +169,23 @@ def test_translation_shows_the_nbest_list_and_attention(translator):
     assert session.handle("   ") == ""
 
 
-def test_attention_is_cleared_by_a_sampled_translation(translator):
+@pytest.mark.parametrize("prefix", ["", "a man"])
+def test_a_sampled_translation_keeps_the_attention_of_its_first_sample(
+    translator, prefix
+):
     session = Session(translator)
     session.handle(PAIRS[0][0])
-    assert not session.handle(":attn").startswith("no attention yet")
-    session.handle(":sample")
-    session.handle(PAIRS[1][0])  # sampling keeps no attention: no stale table
-    assert session.handle(":attn").startswith("no attention yet")
+    beam_table = session.handle(":attn")
+    for command in (":sample", ":nbest 3", ":seed 5", f":prefix {prefix}"):
+        session.handle(command)
+    first = session.handle(PAIRS[1][0]).split("\n")[0].split(None, 1)[1]
+    header, *rows = session.handle(":attn").split("\n")
+    assert header != beam_table.split("\n")[0]  # not the stale table
+    assert len(header.split()) == len(translator.encode(PAIRS[1][0]))
+    # one row per target piece of the first sample, its label the piece
+    assert "".join(row.split()[0] for row in rows) == first.replace(" ", "")
+    for row in rows:  # percentages of one attention distribution
+        assert abs(sum(int(v) for v in row.split()[1:]) - 100) <= len(header.split())
 
 
 def test_translation_warns_once_about_its_input(translator, capsys):
@@ -196,11 +217,50 @@ def test_plain_mode_answers_on_one_line(generator, translator):
     lm.handle(":len 60")
     answer = lm.handle("ROMEO:\nBut")
     assert "\n" not in answer and answer.startswith("ROMEO:\\nBut")
-    assert "\n" not in lm.handle(":help")
     mt = Session(translator, plain=True)
     assert "\n" not in mt.handle(PAIRS[2][0]) and not mt.handle(PAIRS[2][0]).startswith(
         "["
     )
+
+
+def test_plain_mode_joins_the_lines_of_a_command_reply(translator):
+    session = Session(translator, plain=True)
+    for command in (":help", ":nope"):
+        reply = session.handle(command)
+        assert "\n" not in reply and "\\n" not in reply  # no escaped breaks either
+        assert " | :beam N  beam search of width N  :sample  sampling | " in reply
+    assert session.handle(":help").endswith(" | " + session.settings.describe())
+    session.handle(PAIRS[0][0])
+    table = session.handle(":attn")
+    assert "\n" not in table
+    _, tgt, _ = session.last_attention
+    assert table.count(" | ") == len(tgt)  # the header, then one line per target piece
+
+
+@pytest.mark.parametrize("mode", [":beam 4", ":sample"])
+def test_plain_mode_gives_the_nbest_as_tab_separated_fields(translator, mode):
+    session = Session(translator, plain=True)
+    for command in (mode, ":seed 3"):
+        session.handle(command)
+    best = session.handle(PAIRS[0][0])  # one answer unless :nbest says otherwise
+    assert session.settings.nbest == 1 and "\t" not in best and best
+    session.handle(":nbest 3")
+    fields = session.handle(PAIRS[0][0]).split("\t")
+    assert len(fields) == 3 and all(fields)
+    if mode != ":sample":  # (three samples draw the first one differently)
+        assert fields[0] == best
+    assert Session(translator).settings.nbest == 3  # a terminal shows three
+
+
+@pytest.mark.parametrize("mode", [":beam 3", ":sample"])
+def test_plain_lm_nbest_fields_escape_tabs_and_breaks(generator, mode):
+    session = Session(generator, plain=True)
+    for command in (mode, ":nbest 2", ":len 10", ":seed 1"):
+        session.handle(command)
+    line = session.handle("JULIET:\tO\nRomeo")
+    fields = line.split("\t")
+    assert len(fields) == 2 and "\n" not in line
+    assert all(f.startswith("JULIET:\\tO\\nRomeo") for f in fields)
 
 
 def test_lm_len_is_bounded_in_characters(generator):
@@ -314,3 +374,68 @@ def test_attn_with_a_file_saves_the_picture(translator, tmp_path):
         (f":attn {tmp_path}/no/dir/a.png", "error: cannot write"),
     ]:
         assert session.handle(bad).startswith(message)
+
+
+def test_a_sampled_lm_answer_streams_as_the_start_of_its_reply(generator):
+    def ask(session: Session, *commands: str) -> str:
+        for command in (":nbest 2", ":len 30", ":seed 4", *commands):
+            session.handle(command)
+        return session.handle("ROMEO:")
+
+    pieces: list[str] = []
+    reply = ask(Session(generator, stream=pieces.append))
+    shown = "".join(pieces)
+    assert pieces[0] == "ROMEO:" and len(pieces) > 10  # the prompt, then characters
+    assert reply.startswith(shown) and reply[len(shown) :].startswith("\n---")
+    assert reply == ask(Session(generator))  # the same answer without streaming
+    pieces.clear()
+    ask(Session(generator, stream=pieces.append, plain=True))
+    ask(Session(generator, stream=pieces.append), ":beam 2")
+    assert pieces == []  # neither a pipe nor a beam search streams
+
+
+def test_stop_ends_a_sampled_answer_with_the_text_so_far(generator):
+    pieces: list[str] = []
+
+    def show(text: str) -> None:
+        pieces.append(text)
+        if len(pieces) == 6:  # the prompt and 5 characters: Ctrl-C
+            session.stop()
+
+    session = Session(generator, stream=show)
+    session.handle(":seed 1")
+    reply = session.handle("ROMEO:")
+    assert reply == "".join(pieces) + "\n[stopped]" and len(pieces) == 6
+    assert not session.handle("ROMEO:").endswith("[stopped]")  # the next one runs
+    session.stop()  # between answers: nothing to stop
+    assert not session.handle("ROMEO:").endswith("[stopped]")
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_stop_ends_a_beam_search_with_the_best_so_far(
+    generator, monkeypatch, capsys, plain
+):
+    session = Session(generator, plain=plain)
+    for command in (":beam 3", ":nbest 2", ":len 200"):
+        session.handle(command)
+    step, steps = generator.model.step, []
+
+    def counted(tokens, state):
+        steps.append(len(tokens))
+        if len(steps) == 4:
+            session.stop()  # as Ctrl-C would, during the fourth step
+        logits, state = step(tokens, state)
+        logits[:, generator.tokenizer.eos_id] = -math.inf  # no end of its own
+        return logits, state
+
+    monkeypatch.setattr(generator.model, "step", counted)
+    reply = session.handle("JULIET:")
+    if plain:  # the note goes to stderr: the answers stay on one line
+        answers = reply.split("\t")
+        assert "note: [stopped]" in capsys.readouterr().err
+    else:
+        *lines, note = reply.split("\n")
+        assert note == "[stopped]" and lines[0].startswith("[1] log-prob")
+        answers = [line for line in lines if line.startswith("JULIET:")]
+    assert len(steps) == 4 and len(answers) == 2
+    assert all(len(a) <= len("JULIET:") + 4 for a in answers)
