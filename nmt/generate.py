@@ -8,21 +8,15 @@ beam search (then `--num-samples` is the n-best size, at most B).
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import time
 
-from nmt.search import BeamConfig, SampleConfig
+from nmt.inference.generator import SAMPLING, generation_config
+from nmt.search import SampleConfig
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
 
 SEPARATOR = "-" * 40
-# the sampling flags' defaults (temperature: the CLI's own, not SampleConfig's 1.0)
-SAMPLING = {
-    "temperature": 0.8,
-    "top_k": SampleConfig.top_k,
-    "top_p": SampleConfig.top_p,
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-chars", type=int, default=sampling.max_len, help="characters to add"
     )
     # sampling only (None: not given, which --beam needs): defaults in SAMPLING
-    p.add_argument("--temperature", type=float, help="0 = greedy (argmax); default 0.8")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help=f"0 = greedy (argmax); default {SAMPLING['temperature']}",
+    )
     p.add_argument(
         "--top-k",
         type=int,
-        help=f"sample among k best (0=off); default {sampling.top_k}",
+        help=f"sample among k best (0=off); default {SAMPLING['top_k']}",
     )
     p.add_argument(
-        "--top-p", type=float, help=f"nucleus mass (1 = off); default {sampling.top_p}"
+        "--top-p",
+        type=float,
+        help=f"nucleus mass (1 = off); default {SAMPLING['top_p']}",
     )
     p.add_argument(
         "--beam", type=int, default=0, help="beam width B; 0 = sample (default)"
@@ -58,41 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def flag(name: str) -> str:
+    """A generation setting as this CLI spells it: num_samples -> --num-samples."""
+    return "--" + name.replace("_", "-")
+
+
 def continuations(generator, args: argparse.Namespace) -> list[str]:
     """The generated continuations (without the prompt) for parsed `args`."""
-    if args.beam < 0:
-        raise ValueError(f"--beam must be >= 0 (0 = sample), got {args.beam}")
-    given = [name for name in SAMPLING if getattr(args, name) is not None]
-    if args.beam > 0 and given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ValueError(f"{flags} set(s) sampling, which --beam does not use")
-    for name, default in SAMPLING.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
-    if args.max_chars < 0 or args.top_k < 0:
-        raise ValueError("--max-chars and --top-k must be >= 0")
-    if args.beam > 0:
-        if not 1 <= args.num_samples <= args.beam:
-            raise ValueError(
-                f"--num-samples {args.num_samples} must be between 1 and --beam "
-                f"{args.beam} in beam search"
-            )
-        cfg = BeamConfig(beam_size=args.beam, nbest=args.num_samples)
-        found = generator.beam(args.prompt, args.max_chars, cfg)
-        for rank, c in enumerate(found, start=1):
-            print(f"hypothesis {rank}: log-prob {c.score:.2f}", file=sys.stderr)
-        return [c.text for c in found]
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    cfg = SampleConfig(
+    cfg = generation_config(
+        max_chars=args.max_chars,
+        beam=args.beam,
+        num_samples=args.num_samples,
+        seed=args.seed,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        max_len=args.max_chars,
-        num_samples=args.num_samples,
-        seed=seed,
+        name=flag,
     )
-    print(f"seed {seed}", file=sys.stderr)  # once the settings are valid
-    return [c.text for c in generator.sample(args.prompt, cfg)]
+    if isinstance(cfg, SampleConfig):
+        print(f"seed {cfg.seed}", file=sys.stderr)  # once the settings are valid
+    found = generator.generate(args.prompt, cfg, args.max_chars)
+    for rank, c in enumerate(found, start=1):
+        if c.score is not None:
+            print(f"hypothesis {rank}: log-prob {c.score:.2f}", file=sys.stderr)
+    return [c.text for c in found]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ Used by the generate CLI and the REPL; the LM counterpart of `translator.py`.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,50 @@ from nmt.utils.runtime import autocast
 
 # what an empty prompt means: the start of a line (CharLM needs one character)
 START = "\n"
+# the sampling settings' defaults (temperature: generation's own, not SampleConfig's
+# 1.0); a beam search takes none of them
+SAMPLING = {
+    "temperature": 0.8,
+    "top_k": SampleConfig.top_k,
+    "top_p": SampleConfig.top_p,
+}
+
+
+def generation_config(
+    *,
+    max_chars: int,
+    beam: int = 0,
+    num_samples: int = 1,
+    seed: int | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    name: Callable[[str], str] = str,
+) -> BeamConfig | SampleConfig:
+    """The search of a generation: beam search of width `beam` (its n-best size
+    `num_samples`), or sampling (`beam` 0) seeded by `seed` (None: a random one,
+    then in the returned config). Sampling settings left None take SAMPLING's
+    defaults; giving one with a beam is a ValueError, as is any value out of
+    range. `name` spells a setting in messages (a CLI: its flag)."""
+    given = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    if beam < 0:
+        raise ValueError(f"{name('beam')} must be >= 0 (0 = sample), got {beam}")
+    if beam > 0 and (chosen := [name(k) for k, v in given.items() if v is not None]):
+        raise ValueError(
+            f"{', '.join(chosen)} set(s) sampling, which {name('beam')} does not use"
+        )
+    given = {k: SAMPLING[k] if v is None else v for k, v in given.items()}
+    if max_chars < 0 or given["top_k"] < 0:
+        raise ValueError(f"{name('max_chars')} and {name('top_k')} must be >= 0")
+    if beam > 0:
+        if not 1 <= num_samples <= beam:
+            raise ValueError(
+                f"{name('num_samples')} {num_samples} must be between 1 and "
+                f"{name('beam')} {beam} in beam search"
+            )
+        return BeamConfig(beam_size=beam, nbest=num_samples)
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    return SampleConfig(max_len=max_chars, num_samples=num_samples, seed=seed, **given)
 
 
 @dataclass(frozen=True)
@@ -117,3 +162,12 @@ class TextGenerator:
             Continuation(self.tokenizer.decode(list(h.tokens)), h.log_prob)
             for h in hyps
         ]
+
+    def generate(
+        self, prompt: str, cfg: BeamConfig | SampleConfig, max_chars: int
+    ) -> list[Continuation]:
+        """`prompt`'s continuations of up to `max_chars` characters through the
+        search `cfg` (`generation_config`): sampled, or beam-searched best first."""
+        if isinstance(cfg, BeamConfig):
+            return self.beam(prompt, max_chars, cfg)
+        return self.sample(prompt, dataclasses.replace(cfg, max_len=max_chars))

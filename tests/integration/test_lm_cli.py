@@ -103,7 +103,7 @@ def test_repl_pipes_answer_one_line_per_line(tiny_lm_checkpoint, tiny_checkpoint
     lines = mt.stdout.split("\n")
     assert len(lines) == 6 and lines[2] == "" and lines[1].startswith("mode=beam")
     assert "\t" not in lines[0] and len(lines[3].split("\t")) == 2  # the 2-best
-    assert " | :attn  attention table" in lines[4] and "\\n" not in lines[4]
+    assert " | :attn [FILE.png]  the last" in lines[4] and "\\n" not in lines[4]
     assert "translation de->en" in mt.stderr
 
 
