@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import EvaluateConfig, config_path, register_configs
 from nmt.data.parallel import load_parallel
@@ -21,6 +22,7 @@ from nmt.inference.loading import load_translator
 from nmt.inference.metrics import corpus_scores
 from nmt.sweeps.jobs import objective, run_job, write_result
 from nmt.utils.memory import PeakMemory
+from nmt.utils.progress import terminal_bar
 from nmt.utils.runtime import pick_device, set_threads
 
 log = logging.getLogger("nmt.evaluate")
@@ -54,9 +56,19 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     out = Path(cfg.output) if cfg.output else run_dir / f"hyp.{split}.{data.tgt_lang}"
     check_output(out, root, cfg.ckpt)
     src, ref = load_parallel(root, split, (data.src_lang, data.tgt_lang))
-    with PeakMemory(device) as memory:  # this job's decoding only, not the process
+    log.info(
+        "translating %s (%d lines, %s -> %s) with %s, beam %d",
+        split,
+        len(src),
+        data.src_lang,
+        data.tgt_lang,
+        cfg.ckpt,
+        cfg.search.beam_size,
+    )
+    bar = terminal_bar(total=len(src), unit=" lines", desc=f"translating {split}")
+    with bar, PeakMemory(device) as memory:  # this job's decoding, not the process
         began = time.perf_counter()
-        hyps = translator.translate_best(src, cfg.search)
+        hyps = translator.translate_best(src, cfg.search, progress=bar.update)
         seconds = time.perf_counter() - began
     scores = corpus_scores(hyps, ref)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +95,14 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         "hypotheses": str(out),
     }
     write_result(run_dir, result)
+    log.info(
+        "BLEU %.2f, chrF %.2f, %.1f sentences/s; result.json and %s in %s",
+        scores.bleu,
+        scores.chrf,
+        len(src) / seconds,
+        out.name,
+        run_dir,
+    )
     print(scores.bleu_verbose)
     print(f"BLEU = {scores.bleu:.2f}  signature: {scores.bleu_signature}")
     print(f"chrF2 = {scores.chrf:.2f}  signature: {scores.chrf_signature}")
@@ -96,7 +116,40 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     return result
 
 
+def results_dir(ckpt: str, split: str, beam: str) -> str:
+    """The run dir of an evaluation not given `hydra.run.dir`: beside the model, as
+    RUN/evaluate/<ckpt stem>.<split>.beam<B> for RUN/checkpoints/<stem>.pt, else
+    <ckpt dir>/evaluate/<stem>.<split>.beam<B>. Without a ckpt (a one-line error
+    follows) a dir in the temp dir, so the current one stays clean."""
+    if not ckpt:
+        return str(Path(tempfile.gettempdir()) / "nmt-evaluate-without-ckpt")
+    path = Path(ckpt)
+    base = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return str(base / "evaluate" / f"{path.stem}.{split}.beam{beam}")
+
+
+def hydra_args(argv: list[str]) -> list[str]:
+    """`--ckpt PATH` and `--ckpt=PATH` (as nmt.translate spells it) as Hydra's
+    `ckpt=PATH`; everything else as it is."""
+    if argv[-1:] == ["--ckpt"]:
+        print("nmt.evaluate: error: --ckpt needs a checkpoint path", file=sys.stderr)
+        sys.exit(2)
+    args, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--ckpt" and i + 1 < len(argv):
+            args.append(f"ckpt={argv[i + 1]}")
+            i += 2
+            continue
+        arg = argv[i]
+        args.append(
+            "ckpt=" + arg[len("--ckpt=") :] if arg.startswith("--ckpt=") else arg
+        )
+        i += 1
+    return args
+
+
 register_configs()
+OmegaConf.register_new_resolver("nmt_results_dir", results_dir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="evaluate")
@@ -107,4 +160,5 @@ def main(dcfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_args(sys.argv)
     main()

@@ -18,6 +18,7 @@ from typing import BinaryIO, TextIO
 from nmt.search import BeamConfig, Hypothesis
 from nmt.utils.errors import quiet_broken_pipe, user_errors
 from nmt.utils.io import decode_utf8
+from nmt.utils.progress import terminal_bar
 from nmt.utils.runtime import add_runtime_flags, checkpoint_parser, runtime_from_flags
 from nmt.utils.text import flatten
 
@@ -123,31 +124,65 @@ def translate_stream(
     nbest: int,
     scores: bool,
     attention_dir: Path | None = None,
+    total: int | None = None,
 ) -> int:
     """Translate `source` into `sink`, and draw each line's attention into
-    `attention_dir` when given; returns the number of input lines."""
+    `attention_dir` when given; returns the number of input lines. A terminal
+    shows the lines done (of `total`, when known), unless the translations
+    themselves go to it."""
     count = 0
-    for lines in read_chunks(source, cfg.batch_size * CHUNK_BATCHES):
-        found = translator.translate(
-            lines, cfg, offset=count, attention=attention_dir is not None
-        )
-        for i, hyps in enumerate(found):
-            if nbest:
-                for hyp in hyps[:nbest]:
-                    text = flatten(translator.detokenize(hyp))
-                    # Moses n-best: id ||| hypothesis ||| features ||| score
-                    sink.write(
-                        f"{count + i} ||| {text} ||| logprob= {hyp.log_prob:.4f} "
-                        f"||| {hyp.score:.4f}\n"
-                    )
-            else:
-                text = flatten(translator.detokenize(hyps[0]))
-                sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
-        sink.flush()
-        if attention_dir is not None:
-            draw_attention(translator, lines, found, cfg, attention_dir, first=count)
-        count += len(lines)
+    shown = sink.isatty()  # the translations are the progress
+    with terminal_bar(off=shown, total=total, unit=" lines", desc="translating") as bar:
+        for lines in read_chunks(source, cfg.batch_size * CHUNK_BATCHES):
+            found = translator.translate(
+                lines,
+                cfg,
+                offset=count,
+                attention=attention_dir is not None,
+                progress=bar.update,
+            )
+            write_chunk(translator, found, sink, count, nbest=nbest, scores=scores)
+            if attention_dir is not None:
+                draw_attention(
+                    translator, lines, found, cfg, attention_dir, first=count
+                )
+            count += len(lines)
     return count
+
+
+def count_lines(path: str) -> int:
+    """Lines of a file as `read_chunks` splits it (for the progress bar's total)."""
+    with open(path, "rb") as f:
+        ends, last = 0, b"\n"  # an empty file has no line
+        while block := f.read(1 << 20):
+            ends, last = ends + block.count(b"\n"), block[-1:]
+    return ends + (last != b"\n")
+
+
+def write_chunk(
+    translator,
+    found: Sequence[list[Hypothesis]],
+    sink: TextIO,
+    count: int,
+    *,
+    nbest: int,
+    scores: bool,
+) -> None:
+    """Write a chunk's translations: one line per input line (or its n-best
+    lines); `count` lines came before it."""
+    for i, hyps in enumerate(found):
+        if nbest:
+            for hyp in hyps[:nbest]:
+                text = flatten(translator.detokenize(hyp))
+                # Moses n-best: id ||| hypothesis ||| features ||| score
+                sink.write(
+                    f"{count + i} ||| {text} ||| logprob= {hyp.log_prob:.4f} "
+                    f"||| {hyp.score:.4f}\n"
+                )
+        else:
+            text = flatten(translator.detokenize(hyps[0]))
+            sink.write(f"{text}\t{hyps[0].score:.4f}\n" if scores else text + "\n")
+    sink.flush()
 
 
 def draw_attention(
@@ -234,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
                 nbest=args.nbest,
                 scores=args.scores,
                 attention_dir=attention_dir,
+                total=count_lines(args.input) if args.input else None,
             )
         finally:
             if args.input:

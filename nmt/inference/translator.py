@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, SupportsFloat
 
 import torch
@@ -99,6 +99,7 @@ class Translator:
         offset: int | None = 0,
         deadline: SupportsFloat | None = None,
         attention: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> list[list[Hypothesis]]:
         """n-best hypotheses per line, in input order; warnings number the lines
         from offset + 1 (a caller translating a file in chunks passes the lines
@@ -108,6 +109,8 @@ class Translator:
         the model's `max_src_len`, `max_tgt_len`). `deadline` (a time.monotonic()
         time) stops the search with what it has (`beam_search`); `attention`
         keeps each hypothesis' attention (for the REPL's table; it costs time).
+        `progress(n)` is told of every n lines done (from the decoding threads),
+        len(lines) in all.
 
         Lines are sorted by length inside each window of `cfg.batch_size` * 8 lines
         and decoded `cfg.batch_size` at a time, by `cfg.workers` threads at once
@@ -148,15 +151,22 @@ class Translator:
         # eval mode set once here: the workers' searches must not toggle it
         with inference(self.model):
             stepper = self.stepper()
-            decoded = in_workers(
-                lambda batch: self._decode(
+
+            def decode(batch: list[int]) -> list[list[Hypothesis]]:
+                found = self._decode(
                     stepper,
                     [ids[i] for i in batch],
                     cfg,
                     prefix,
                     deadline=deadline,
                     attention=attention,
-                ),
+                )
+                if progress is not None:
+                    progress(len(batch))
+                return found
+
+            decoded = in_workers(
+                decode,
                 batches,
                 workers,
                 lambda: autocast(self.device, self.precision),
@@ -164,6 +174,8 @@ class Translator:
         for batch, hyps in zip(batches, decoded, strict=True):
             for i, best in zip(batch, hyps, strict=True):
                 results[i] = best
+        if progress is not None and len(todo) < len(lines):
+            progress(len(lines) - len(todo))  # the empty lines
         return results
 
     def stepper(self) -> Any:
@@ -204,6 +216,12 @@ class Translator:
     def detokenize(self, hyp: Hypothesis) -> str:
         return self.tgt_tok.decode(list(hyp.tokens))
 
-    def translate_best(self, lines: Sequence[str], cfg: BeamConfig) -> list[str]:
+    def translate_best(
+        self,
+        lines: Sequence[str],
+        cfg: BeamConfig,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[str]:
         """The best detokenized translation of every line, in order."""
-        return [self.detokenize(hyps[0]) for hyps in self.translate(lines, cfg)]
+        found = self.translate(lines, cfg, progress=progress)
+        return [self.detokenize(hyps[0]) for hyps in found]

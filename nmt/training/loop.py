@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from nmt.training.progress import (
 from nmt.training.release import inference_payload, kept_checkpoints
 from nmt.training.report import RunReport
 from nmt.training.stop import Interrupted, StopRequest
+from nmt.utils.progress import terminal_bar
 from nmt.utils.runtime import (
     autocast,
     pick_device,
@@ -262,13 +262,8 @@ class TrainingLoop:
         )
         self.report.start(p, tensorboard=self.loop.tensorboard and self.dist.is_main)
         self._halt = False
-        bar = tqdm(
-            total=self.loop.max_steps or None,
-            initial=p.step,
-            file=sys.stderr,
-            unit="step",
-            disable=not sys.stderr.isatty(),
-            dynamic_ncols=True,
+        bar = terminal_bar(
+            total=self.loop.max_steps or None, initial=p.step, unit="step"
         )
         reason = None
         with self.stop, self.stop.deferred(), logging_redirect_tqdm():
