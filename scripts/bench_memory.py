@@ -38,15 +38,15 @@ def cpu_name() -> str:
             text = f.read()
     except OSError:
         return platform.processor() or "unknown CPU"
-    name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in text.splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in text.splitlines())
+        if value
     )
-    return f"{name}, {'with' if 'avx512_bf16' in text else 'no'} AVX512-BF16"
+    name = fields.get("model name", "unknown CPU")
+    family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    bf16 = "with" if "avx512_bf16" in text else "no"
+    return f"{name} ({family}), {bf16} AVX512-BF16"
 
 
 def run_once(args: argparse.Namespace, beam: int, env: dict[str, str]) -> tuple:
