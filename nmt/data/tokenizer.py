@@ -106,6 +106,12 @@ class SentencePieceTokenizer:
         """The serialized model, as stored in checkpoints."""
         return self._proto
 
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """The vocabulary: the piece of each id, in id order."""
+        ids = self._piece_ids or range(self._sp.get_piece_size())
+        return tuple(self._sp.id_to_piece(i) for i in ids)
+
     def encode(self, text: str) -> list[int]:
         """Subword ids of `text`, without BOS/EOS."""
         ids = self._sp.encode(text)
