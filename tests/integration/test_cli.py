@@ -417,3 +417,11 @@ def test_translate_evaluate_and_repl_decode_with_an_ensemble(
     )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().splitlines()[0] == expected[0]
+
+
+def test_train_bad_subword_sampling_is_one_line_error(tmp_path):
+    args = ["tokenizer.model_type=bpe", "tokenizer.sample_alpha=1"]
+    proc = run(["-m", "nmt.train", *args, f"hydra.run.dir={tmp_path}/run"])
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("nmt.train: error: tokenizer.sample_alpha must be in [0, 1)")
