@@ -152,7 +152,7 @@ class GenerationModel:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     device: str = "auto",
     precision: str = "auto",
@@ -162,7 +162,10 @@ def load(
     translation checkpoint, a `GenerationModel` for a char LM.
 
     Args:
-        path: best.pt/last.pt of a run, or a file from `nmt.export`/`nmt.average`.
+        path: best.pt/last.pt of a run, or a file from `nmt.export`/`nmt.average`;
+            a list of translation checkpoints sharing one vocabulary: a
+            `TranslationModel` decoding with the ensemble of them (the first
+            one's config).
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
         precision: "auto" (bf16 on CPUs with native bf16, else fp32), "fp32",
             "bf16", or "int8" (translation on a CPU).
@@ -170,8 +173,9 @@ def load(
             cores); None leaves them as they are.
 
     Raises:
-        CheckpointError (a ValueError): a missing, corrupt or foreign file, or
-            weights that do not fit their config.
+        CheckpointError (a ValueError): a missing, corrupt or foreign file,
+            weights that do not fit their config, or ensemble members whose
+            tokenizers differ.
     """
     if threads is not None:
         set_threads(threads)

@@ -43,7 +43,9 @@ class EvalDataConfig:
 class EvaluateConfig:
     """`python -m nmt.evaluate ckpt=PATH split=val|test data.root=DIR`."""
 
-    ckpt: str = dataclasses.MISSING  # type: ignore[assignment]
+    # a checkpoint, or a list of them, ckpt=[a.pt,b.pt]: an ensemble of the models
+    # (str | list[str]: OmegaConf has no unions, so Any)
+    ckpt: Any = dataclasses.MISSING
     split: str = "test"  # val | test | any {split} name under data.root
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     search: BeamConfig = field(default_factory=BeamConfig)

@@ -2,6 +2,7 @@
 
 Translates a split, prints sacreBLEU BLEU/chrF with signatures, sentences/s and the
 peak memory of decoding, writes `result.json` (and the translations) in the run dir.
+`ckpt=[A,B]` (or --ckpt A --ckpt B) evaluates an ensemble of the models.
 Multirun-able: `python -m nmt.evaluate -m ckpt=PATH +sweep=beam` compares beam widths.
 """
 
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -28,13 +30,23 @@ from nmt.utils.runtime import pick_device, set_threads
 log = logging.getLogger("nmt.evaluate")
 
 
-def check_output(out: Path, root: str, ckpt: str) -> None:
-    """Refuse an output path that would overwrite the checkpoint or a file of the
-    data directory (a reference overwritten by its hypotheses scores 100 BLEU)."""
+def checkpoints(ckpt: Any) -> list[str]:
+    """The paths of `EvaluateConfig.ckpt`: one path, or a list (an ensemble)."""
+    paths = [ckpt] if isinstance(ckpt, str) else list(ckpt)
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError(f"ckpt must be a path or a list of paths, got {ckpt!r}")
+    return paths
+
+
+def check_output(out: Path, root: str, ckpt: str | list[str]) -> None:
+    """Refuse an output path that would overwrite a checkpoint (`ckpt`: one or a
+    list) or a file of the data directory (a reference overwritten by its
+    hypotheses scores 100 BLEU)."""
     if not out.exists():
         return
     data_dir = Path(root)
-    if out.is_dir() or (Path(ckpt).exists() and out.samefile(ckpt)):
+    paths = checkpoints(ckpt)
+    if out.is_dir() or any(Path(c).exists() and out.samefile(c) for c in paths):
         raise ValueError(f"output={out} is a directory or the checkpoint")
     if data_dir.is_dir() and out.resolve().parent == data_dir.resolve():
         raise ValueError(
@@ -47,14 +59,15 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     """Translate `cfg.split`, score it and write result.json; returns the result."""
     threads = set_threads(cfg.threads)
     device = pick_device(cfg.device)
+    ckpts = checkpoints(cfg.ckpt)
     translator, train_cfg = load_translator(
-        cfg.ckpt, device=device, precision=cfg.precision
+        ckpts, device=device, precision=cfg.precision
     )
     data = train_cfg.data
     root = cfg.data.root or data.root
     split = {"test": data.test_split, "val": data.val_split}.get(cfg.split, cfg.split)
     out = Path(cfg.output) if cfg.output else run_dir / f"hyp.{split}.{data.tgt_lang}"
-    check_output(out, root, cfg.ckpt)
+    check_output(out, root, ckpts)
     src, ref = load_parallel(root, split, (data.src_lang, data.tgt_lang))
     log.info(
         "translating %s (%d lines, %s -> %s) with %s, beam %d",
@@ -62,7 +75,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
         len(src),
         data.src_lang,
         data.tgt_lang,
-        cfg.ckpt,
+        " + ".join(ckpts),
         cfg.search.beam_size,
     )
     bar = terminal_bar(total=len(src), unit=" lines", desc=f"translating {split}")
@@ -74,7 +87,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     result = {
-        "ckpt": str(cfg.ckpt),
+        "ckpt": ckpts[0] if len(ckpts) == 1 else ckpts,
         "split": split,
         "sentences": len(src),
         "beam_size": cfg.search.beam_size,
@@ -116,35 +129,47 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict:
     return result
 
 
-def results_dir(ckpt: str, split: str, beam: str) -> str:
+def results_dir(ckpt: Any, split: str, beam: str) -> str:
     """The run dir of an evaluation not given `hydra.run.dir`: beside the model, as
     RUN/evaluate/<ckpt stem>.<split>.beam<B> for RUN/checkpoints/<stem>.pt, else
-    <ckpt dir>/evaluate/<stem>.<split>.beam<B>. Without a ckpt (a one-line error
-    follows) a dir in the temp dir, so the current one stays clean."""
-    if not ckpt:
+    <ckpt dir>/evaluate/<stem>.<split>.beam<B>. An ensemble (a list of paths)
+    goes beside its first model, named by all the stems: <stem>+<stem2>.<split>...
+    Without a ckpt (a one-line error follows) a dir in the temp dir, so the
+    current one stays clean."""
+    paths = [ckpt] if isinstance(ckpt, str) else [str(p) for p in ckpt or ()]
+    if not paths or not paths[0]:
         return str(Path(tempfile.gettempdir()) / "nmt-evaluate-without-ckpt")
-    path = Path(ckpt)
+    path = Path(paths[0])
     base = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return str(base / "evaluate" / f"{path.stem}.{split}.beam{beam}")
+    stems = "+".join(Path(p).stem for p in paths)
+    return str(base / "evaluate" / f"{stems}.{split}.beam{beam}")
 
 
 def hydra_args(argv: list[str]) -> list[str]:
     """`--ckpt PATH` and `--ckpt=PATH` (as nmt.translate spells it) as Hydra's
-    `ckpt=PATH`; everything else as it is."""
+    `ckpt=PATH`, several of them as `ckpt=[PATH,PATH2]` (an ensemble) where the
+    first was; everything else as it is."""
     if argv[-1:] == ["--ckpt"]:
         print("nmt.evaluate: error: --ckpt needs a checkpoint path", file=sys.stderr)
         sys.exit(2)
-    args, i = [], 0
+    args: list[str] = []
+    paths: list[str] = []
+    at, i = 0, 0  # where the first --ckpt was
     while i < len(argv):
-        if argv[i] == "--ckpt" and i + 1 < len(argv):
-            args.append(f"ckpt={argv[i + 1]}")
-            i += 2
-            continue
         arg = argv[i]
-        args.append(
-            "ckpt=" + arg[len("--ckpt=") :] if arg.startswith("--ckpt=") else arg
-        )
-        i += 1
+        if arg == "--ckpt" and i + 1 < len(argv):
+            path, i = argv[i + 1], i + 2
+        elif arg.startswith("--ckpt="):
+            path, i = arg[len("--ckpt=") :], i + 1
+        else:
+            args.append(arg)
+            i += 1
+            continue
+        at = at if paths else len(args)
+        paths.append(path)
+    if paths:
+        value = paths[0] if len(paths) == 1 else "[" + ",".join(paths) + "]"
+        args.insert(at, f"ckpt={value}")
     return args
 
 

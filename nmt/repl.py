@@ -1,6 +1,7 @@
 """`python -m nmt.repl --ckpt PATH` — translate or continue what you type.
 
-Works with either kind of checkpoint (translation or char LM). On a terminal:
+Works with either kind of checkpoint (translation or char LM); --ckpt repeated
+translates with an ensemble of translation models. On a terminal:
 line editing and history (prompt_toolkit), an LM's sampled text shows as it is
 generated, Ctrl-C stops the current answer with what it has (a second one
 interrupts at once), Ctrl-D or :quit exits, :help lists the commands. Without
@@ -30,7 +31,9 @@ DEFAULT_HISTORY = Path("~/.cache/nmt/repl_history")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = checkpoint_parser("nmt.repl", __doc__, "translation or LM checkpoint")
+    p = checkpoint_parser(
+        "nmt.repl", __doc__, "translation or LM checkpoint", ensemble=True
+    )
     p.epilog = (
         "Without a terminal (pipes): one line per input line; the :nbest answers "
         "as tab-separated fields, best first (1 unless :nbest says otherwise); an "

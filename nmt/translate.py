@@ -1,6 +1,7 @@
 """`python -m nmt.translate --ckpt PATH` — translate stdin (or --input) line by line.
 
 Exactly one output line per input line, in order (K lines with --nbest K).
+--ckpt given several times decodes with an ensemble of the models.
 Logs and warnings go to stderr; translations to stdout (or --output).
 --attention-dir DIR also draws the best translation's attention of each line.
 """
@@ -28,7 +29,10 @@ CHUNK_BATCHES = 8  # lines are read and answered in chunks of batch_size * this
 def build_parser() -> argparse.ArgumentParser:
     search = BeamConfig()  # the flags default to the search's own defaults
     p = checkpoint_parser(
-        "nmt.translate", __doc__, "checkpoint (best.pt/last.pt) from nmt.train"
+        "nmt.translate",
+        __doc__,
+        "checkpoint (best.pt/last.pt) from nmt.train",
+        ensemble=True,
     )
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
@@ -255,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         translator, _ = load_translator(args.ckpt, **runtime_from_flags(args))
         attention_dir = Path(args.attention_dir) if args.attention_dir else None
         if attention_dir is not None:
-            if translator.model.cfg.attention == "none":
+            if all(model.cfg.attention == "none" for model in translator.models):
                 raise ValueError("--attention-dir needs a model with attention")
             attention_dir.mkdir(parents=True, exist_ok=True)
         source = open(args.input, "rb") if args.input else sys.stdin.buffer

@@ -107,11 +107,11 @@ def needs_multi30k() -> pytest.MarkDecorator:
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(
-    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+def train_tiny_translation(
+    corpus: Path, run: Path, *, seed: int = 1, max_steps: int = 120, vocab: int = 60
 ) -> Path:
-    """best.pt of a tiny translation model trained for 120 steps on tiny_corpus."""
+    """best.pt of a tiny translation model trained on `corpus` into `run`;
+    the same `vocab` gives the same tokenizers (SentencePiece is deterministic)."""
     from nmt.config import TrainConfig
     from nmt.data.parallel import DataConfig
     from nmt.data.tokenizer import TokenizerConfig
@@ -119,18 +119,17 @@ def tiny_checkpoint(
     from nmt.train import run_train
     from nmt.training.progress import LoopConfig
 
-    run = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
         data=DataConfig(
-            root=str(tiny_corpus), test_split="test", batch_tokens=40, max_sentences=4
+            root=str(corpus), test_split="test", batch_tokens=40, max_sentences=4
         ),
-        tokenizer=TokenizerConfig(vocab_size=60, hard_vocab_limit=False),
+        tokenizer=TokenizerConfig(vocab_size=vocab, hard_vocab_limit=False),
         model=tiny_model_config(hidden_size=32, embed_size=24),
         train=LoopConfig(
-            seed=1,
+            seed=seed,
             lr=0.01,
-            max_steps=120,
-            valid_every=60,
+            max_steps=max_steps,
+            valid_every=max_steps // 2,
             threads=1,
             precision="fp32",
             cache_dir=str(run / "cache"),
@@ -139,6 +138,34 @@ def tiny_checkpoint(
     )
     run_train(cfg, run)
     return run / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """best.pt of a tiny translation model trained for 120 steps on tiny_corpus."""
+    return train_tiny_translation(tiny_corpus, tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_b(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Another tiny translation model over tiny_checkpoint's tokenizers (another
+    seed, 40 steps): an ensemble partner."""
+    run = tmp_path_factory.mktemp("tiny_run_b")
+    return train_tiny_translation(tiny_corpus, run, seed=2, max_steps=40)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_other_vocab(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A tiny translation model with a smaller vocabulary than tiny_checkpoint's
+    (10 steps: only its vocabulary matters)."""
+    run = tmp_path_factory.mktemp("tiny_run_other_vocab")
+    return train_tiny_translation(tiny_corpus, run, max_steps=10, vocab=45)
 
 
 # a few hundred characters of verse for the char LM (kept in code: no downloads)

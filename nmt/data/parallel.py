@@ -10,11 +10,12 @@ import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
 
-from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SamplingTokenizer, Tokenizer
 from nmt.utils.io import read_lines
 from nmt.utils.text import first_line
 
@@ -168,7 +169,13 @@ def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> Batch
 
 
 class ParallelData:
-    """Encoded, length-filtered pairs with seeded token-bucketed batching."""
+    """Encoded, length-filtered pairs with seeded token-bucketed batching.
+
+    With `sample_alpha` > 0 (subword regularization, training data only) the
+    pairs are encoded as the tokenizers segment them best until `resample` gives
+    an epoch its own sampled segmentations; the length filter and the batches then
+    follow the sampled lengths.
+    """
 
     def __init__(
         self,
@@ -178,9 +185,26 @@ class ParallelData:
         tgt_tok: Tokenizer,
         *,
         max_len: int,
+        sample_alpha: float = 0.0,
+        sample_nbest: int = -1,
     ) -> None:
-        src_ids = src_tok.encode_batch(list(src_lines))
-        tgt_ids = tgt_tok.encode_batch(list(tgt_lines))
+        """sample_alpha, sample_nbest: `TokenizerConfig`'s; the tokenizers must
+        then be `SamplingTokenizer`s."""
+        self.max_len = max_len
+        self.sample_alpha, self.sample_nbest = sample_alpha, sample_nbest
+        self._sides: list[tuple[list[str], SamplingTokenizer]] = []
+        if sample_alpha > 0:  # kept for `resample`
+            for lines, tok in ((src_lines, src_tok), (tgt_lines, tgt_tok)):
+                if not hasattr(tok, "sample_batch"):
+                    raise ValueError(f"{type(tok).__name__} cannot sample subwords")
+                self._sides.append((list(lines), cast(SamplingTokenizer, tok)))
+        self._keep(
+            src_tok.encode_batch(list(src_lines)), tgt_tok.encode_batch(list(tgt_lines))
+        )
+
+    def _keep(self, src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
+        """The pairs within the length limits become the data."""
+        max_len = self.max_len
         keep = [
             i
             for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
@@ -189,6 +213,24 @@ class ParallelData:
         self.src = [src_ids[i] for i in keep]
         self.tgt = [tgt_ids[i] for i in keep]
         self.dropped = len(src_ids) - len(keep)
+
+    def resample(self, *, seed: int, epoch: int) -> None:
+        """Re-encode the pairs with segmentations sampled for `epoch`, a pure
+        function of (seed, epoch) (so a resumed run gets its epoch's again); the
+        length filter is applied anew. Nothing to do without sampling."""
+        if not self._sides:
+            return
+        encoded = []
+        for side, (lines, tok) in enumerate(self._sides):
+            encoded.append(
+                tok.sample_batch(
+                    lines,
+                    alpha=self.sample_alpha,
+                    nbest=self.sample_nbest,
+                    seed=(seed * 100_003 + epoch) * 2 + side,
+                )
+            )
+        self._keep(*encoded)
 
     def __len__(self) -> int:
         return len(self.src)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,12 +40,34 @@ class TokenizerConfig:
     # spell unknown characters as UTF-8 byte pieces instead of <unk>
     byte_fallback: bool = False
     # joint only: the target side keeps just the pieces its training text uses, so
-    # the output layer has no rows for source-only pieces (de+en 8k joint: ~4k left)
+    # the output layer has no rows for source-only pieces (de+en 8k joint: ~4k
+    # left); with sample_alpha also its characters (sampling may split any piece)
     restrict_tgt: bool = True
     # 0 = train on all lines, else a random sample of this many (> 100) lines
     max_sentences: int = 0
     # False lets tiny corpora train with fewer pieces than vocab_size
     hard_vocab_limit: bool = True
+    # subword regularization: the training pairs' segmentations are sampled anew
+    # each epoch (never for validation, test or translation); 0 = off. unigram:
+    # the smoothing alpha of the sampling distribution p(x)^alpha (Kudo 2018; 0.1
+    # to 0.5, smaller samples more varied segmentations); bpe: the BPE-dropout
+    # probability of each merge (Provilkov et al. 2020; 0.1), below 1
+    sample_alpha: float = 0.0
+    # unigram: sample among the n best segmentations; -1 = all of them (the
+    # lattice), else >= 2. bpe: not used
+    sample_nbest: int = -1
+
+    def __post_init__(self) -> None:
+        """Refuse sampling settings SentencePiece cannot honour (one line)."""
+        alpha, bpe = self.sample_alpha, self.model_type == "bpe"
+        if not (math.isfinite(alpha) and 0 <= alpha and (alpha < 1 or not bpe)):
+            need = "in [0, 1) for bpe (the dropout probability)" if bpe else ">= 0"
+            raise ValueError(f"tokenizer.sample_alpha must be {need}, got {alpha}")
+        if self.sample_nbest != -1 and self.sample_nbest < 2:
+            raise ValueError(
+                "tokenizer.sample_nbest must be -1 (all segmentations) or >= 2, "
+                f"got {self.sample_nbest}"
+            )
 
 
 @runtime_checkable
@@ -61,6 +84,14 @@ class Tokenizer(Protocol):
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
     def decode(self, ids: Sequence[int]) -> str: ...
     def to_bytes(self) -> bytes: ...
+
+
+class SamplingTokenizer(Tokenizer, Protocol):
+    """A `Tokenizer` that can also sample segmentations (subword regularization)."""
+
+    def sample_batch(
+        self, texts: list[str], *, alpha: float, nbest: int, seed: int
+    ) -> list[list[int]]: ...
 
 
 def strip_specials(ids: Sequence[int]) -> list[int]:
@@ -106,6 +137,12 @@ class SentencePieceTokenizer:
         """The serialized model, as stored in checkpoints."""
         return self._proto
 
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """The vocabulary: the piece of each id, in id order."""
+        ids = self._piece_ids or range(self._sp.get_piece_size())
+        return tuple(self._sp.id_to_piece(i) for i in ids)
+
     def encode(self, text: str) -> list[int]:
         """Subword ids of `text`, without BOS/EOS."""
         ids = self._sp.encode(text)
@@ -113,7 +150,32 @@ class SentencePieceTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """`encode` for many lines at once (faster than a loop)."""
-        rows = self._sp.encode(list(texts))
+        return self._compact(self._sp.encode(list(texts)))
+
+    def sample_batch(
+        self, texts: list[str], *, alpha: float, nbest: int, seed: int
+    ) -> list[list[int]]:
+        """`encode_batch` with each line's segmentation sampled: unigram models
+        sample among the `nbest` best (-1: all) with smoothing `alpha`, BPE models
+        drop each merge with probability `alpha` (BPE-dropout).
+
+        A pure function of (texts, alpha, nbest, seed): SentencePiece's random
+        generator is process-wide, so this seeds it and encodes on one thread, in
+        order (not while another thread samples). Its seeds are 32-bit, and
+        2**32 - 1 means "from the clock": `seed` is taken mod 2**32 - 1.
+        """
+        spm.set_random_generator_seed(seed % (2**32 - 1))
+        rows = self._sp.encode(
+            list(texts),
+            enable_sampling=True,
+            alpha=alpha,
+            nbest_size=nbest,
+            num_threads=1,
+        )
+        return self._compact(rows)
+
+    def _compact(self, rows: list[list[int]]) -> list[list[int]]:
+        """Piece ids -> our ids (the same unless the model is restricted)."""
         if self._piece_ids is None:
             return rows
         table = self._ids
@@ -246,18 +308,23 @@ def build_tokenizers(
 
     With `cfg.joint`: one model on both sides, returned twice (the same object),
     or with `cfg.restrict_tgt` the target side limited to the pieces of its own
-    training text (`restrict_pieces`)."""
+    training text (`restrict_pieces`; with `cfg.sample_alpha` also to the
+    characters of that text, so that sampled segmentations never need <unk>)."""
     if cfg.joint:
         joint = train_sentencepiece([*src_files, *tgt_files], cfg, cache_dir)
         tokenizer = SentencePieceTokenizer(joint)
         if not cfg.restrict_tgt:
             return tokenizer, tokenizer
-        return tokenizer, SentencePieceTokenizer(restrict_pieces(joint, tgt_files))
+        chars = cfg.sample_alpha > 0
+        restricted = restrict_pieces(joint, tgt_files, keep_chars=chars)
+        return tokenizer, SentencePieceTokenizer(restricted)
     src = SentencePieceTokenizer(train_sentencepiece(src_files, cfg, cache_dir))
     return src, SentencePieceTokenizer(train_sentencepiece(tgt_files, cfg, cache_dir))
 
 
-def restrict_pieces(model_proto: bytes, files: Sequence[Path]) -> bytes:
+def restrict_pieces(
+    model_proto: bytes, files: Sequence[Path], *, keep_chars: bool = False
+) -> bytes:
     """The model with every normal piece that never occurs in `files` marked unused.
 
     SentencePiece never segments into unused pieces, so text is encoded with the
@@ -268,6 +335,10 @@ def restrict_pieces(model_proto: bytes, files: Sequence[Path]) -> bytes:
     Args:
         model_proto: a serialized SentencePiece model (e.g. a joint one).
         files: UTF-8 text files, one sentence per line (e.g. the target side).
+        keep_chars: also keep the one-character pieces of every character of
+            `files` (their pieces' characters): a sampled segmentation (subword
+            regularization) may split a piece into pieces the best never uses,
+            down to characters, and without them it would need <unk>.
 
     Returns:
         The serialized restricted model (for `SentencePieceTokenizer`).
@@ -278,6 +349,10 @@ def restrict_pieces(model_proto: bytes, files: Sequence[Path]) -> bytes:
     seen: set[int] = set()
     for ids in processor.encode(list(_lines(files))):
         seen.update(ids)
+    if keep_chars:
+        pieces = [processor.id_to_piece(i) for i in seen if i != UNK_ID]
+        chars = {c for piece in pieces for c in piece}
+        seen.update(processor.piece_to_id(c) for c in chars)  # unk if not a piece
     model = model_pb2.ModelProto()
     model.ParseFromString(model_proto)
     kinds = model_pb2.ModelProto.SentencePiece

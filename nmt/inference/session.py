@@ -343,7 +343,7 @@ class Session:
         )
         src = torch.tensor([ids], device=engine.device)  # (1, S)
         lengths = torch.tensor([len(ids)], device=engine.device)  # (1,)
-        with inference(engine.model), autocast(engine.device, engine.precision):
+        with inference(*engine.models), autocast(engine.device, engine.precision):
             rows = sample(
                 engine.stepper(),  # the fast path where it applies
                 (src, lengths),

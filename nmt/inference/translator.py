@@ -17,7 +17,7 @@ from nmt.data.parallel import pad
 from nmt.data.tokenizer import UNK_ID, SentencePieceTokenizer
 from nmt.fast import weights_key
 from nmt.models.seq2seq import Seq2Seq
-from nmt.search import BeamConfig, Hypothesis, beam_search
+from nmt.search import BeamConfig, EnsembleStepper, Hypothesis, beam_search
 from nmt.search.stepper import inference
 from nmt.utils.memory import check_fits
 from nmt.utils.runtime import auto_workers, autocast, autocast_dtype, in_workers
@@ -28,11 +28,15 @@ MAX_LEN = 100
 
 
 class Translator:
-    """A model with its tokenizers, device and precision."""
+    """A model (or an ensemble of models) with its tokenizers, device and precision.
+
+    Several models decode as one (`EnsembleStepper`: their log-probs averaged per
+    step); they share the tokenizers, so one source encoding feeds them all.
+    """
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: Seq2Seq | Sequence[Seq2Seq],
         src_tok: SentencePieceTokenizer,
         tgt_tok: SentencePieceTokenizer,
         *,
@@ -41,10 +45,16 @@ class Translator:
         max_src_len: int = MAX_LEN,
         max_tgt_len: int = MAX_LEN,
     ) -> None:
-        """max_src_len, max_tgt_len: the longest source and target (subwords) the
-        model was trained on (data.max_len); what BeamConfig.max_src_len and
-        max_len mean when they are 0."""
-        self.model = model.to(device)
+        """model: one Seq2Seq, or a list of them over the vocabularies of
+        `src_tok` and `tgt_tok` (an ensemble). max_src_len, max_tgt_len: the
+        longest source and target (subwords) the model was trained on
+        (data.max_len); what BeamConfig.max_src_len and max_len mean when they
+        are 0."""
+        models = [model] if isinstance(model, Seq2Seq) else list(model)
+        if not models:
+            raise ValueError("a Translator needs at least one model")
+        self.models = [m.to(device) for m in models]
+        self.model = self.models[0]  # the first: the one a single-model caller sees
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.device, self.precision = device, precision
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
@@ -143,13 +153,13 @@ class Translator:
         )
         if todo:  # a step holds ~16 float32 (rows, V) tensors at its peak, per worker
             rows = cfg.beam_size * min(cfg.batch_size, len(todo)) * workers
-            check_fits(
-                rows * self.model.output.out_features * 4 * 16,
+            check_fits(  # and ~2 more per extra model of an ensemble
+                rows * self.model.output.out_features * 4 * (14 + 2 * len(self.models)),
                 f"decoding {rows} rows (beam {cfg.beam_size} x batch x workers)",
                 "use a smaller beam or batch size",
             )
         # eval mode set once here: the workers' searches must not toggle it
-        with inference(self.model):
+        with inference(*self.models):
             stepper = self.stepper()
 
             def decode(batch: list[int]) -> list[list[Hypothesis]]:
@@ -179,15 +189,19 @@ class Translator:
         return results
 
     def stepper(self) -> Any:
-        """What the search decodes with (`nmt.fast.stepper`), rebuilt when the
-        model's weights have changed since the last call (training validates
-        with one Translator)."""
-        params = list(self.model.parameters())
+        """What the search decodes with (`nmt.fast.stepper`; an `EnsembleStepper`
+        over one per model for several), rebuilt when the weights have changed
+        since the last call (training validates with one Translator)."""
+        params = [p for model in self.models for p in model.parameters()]
         key = weights_key(params)
         if self._stepper is None or self._stepper[0] != key:
             dtype = autocast_dtype(self.device, self.precision) or params[0].dtype
             int8 = self.precision == "int8"
-            self._stepper = (key, fast.stepper(self.model, dtype=dtype, int8=int8))
+            steppers = [
+                fast.stepper(model, dtype=dtype, int8=int8) for model in self.models
+            ]
+            one = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
+            self._stepper = (key, one)
         return self._stepper[1]
 
     def _decode(

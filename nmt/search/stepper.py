@@ -63,17 +63,23 @@ class Deadline:
 
 
 @contextlib.contextmanager
-def inference(stepper: Any) -> Iterator[None]:
-    """No gradients, and an nn.Module stepper in eval mode; restores its mode after."""
-    training = getattr(stepper, "training", None)
-    if isinstance(training, bool) and hasattr(stepper, "eval"):
-        stepper.eval()
+def inference(*steppers: Any) -> Iterator[None]:
+    """No gradients, and each nn.Module stepper in eval mode; restores their modes
+    after. A stepper wrapping others (an ensemble's `members`) stands for them."""
+    modules = []
+    for stepper in steppers:
+        for inner in getattr(stepper, "members", [stepper]):
+            training = getattr(inner, "training", None)
+            if isinstance(training, bool) and hasattr(inner, "eval"):
+                modules.append((inner, training))
+    for module, _ in modules:
+        module.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        if isinstance(training, bool) and hasattr(stepper, "train"):
-            stepper.train(training)
+        for module, training in modules:
+            module.train(training)
 
 
 def first_tensor(state: Any) -> Tensor | None:

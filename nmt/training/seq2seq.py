@@ -87,8 +87,14 @@ class Trainer(TrainingLoop):
             self.src_tok, self.tgt_tok = build_tokenizers(
                 src_files, tgt_files, tok_cfg, Path(self.loop.cache_dir)
             )
+        tok = self.cfg.tokenizer
         self.train_data = ParallelData(
-            *train, self.src_tok, self.tgt_tok, max_len=d.max_len
+            *train,
+            self.src_tok,
+            self.tgt_tok,
+            max_len=d.max_len,
+            sample_alpha=tok.sample_alpha,
+            sample_nbest=tok.sample_nbest,
         )
         self.val_data = ParallelData(*val, self.src_tok, self.tgt_tok, max_len=10**9)
         self.val_src, self.val_ref = val
@@ -100,6 +106,14 @@ class Trainer(TrainingLoop):
             self.src_tok.vocab_size,
             self.tgt_tok.vocab_size,
         )
+        if tok.sample_alpha > 0:
+            log.info(
+                "subword regularization: training pairs re-segmented each epoch (%s)",
+                f"BPE-dropout {tok.sample_alpha}"
+                if tok.model_type == "bpe"
+                else f"unigram sampling, alpha {tok.sample_alpha}, "
+                f"nbest {tok.sample_nbest}",
+            )
 
     def _tokenizer_inputs(
         self, train: list[list[str]]
@@ -123,6 +137,8 @@ class Trainer(TrainingLoop):
     # -- loop hooks -------------------------------------------------------------
     def epoch_batches(self) -> list[list[int]]:
         p, c = self.progress, self.loop
+        # subword regularization: this epoch's segmentations, before its batches
+        self.train_data.resample(seed=c.seed, epoch=p.epoch)
         return self.train_data.batches(self.cfg.data, seed=c.seed, epoch=p.epoch)
 
     def payload(self) -> dict[str, Any]:

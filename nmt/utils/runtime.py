@@ -76,18 +76,31 @@ class Once(argparse.Action):
             parser.exit(
                 2,
                 f"{parser.prog}: error: {option_string} given twice; one checkpoint "
-                "at a time (ensembles are not supported yet)\n",
+                "at a time (ensembles are for translation models: nmt.translate, "
+                "nmt.evaluate, nmt.repl)\n",
             )
         setattr(namespace, self.dest, values)
 
 
-def checkpoint_parser(prog: str, doc: str, ckpt: str) -> argparse.ArgumentParser:
+def checkpoint_parser(
+    prog: str, doc: str, ckpt: str, *, ensemble: bool = False
+) -> argparse.ArgumentParser:
     """The parser of an inference CLI: `prog`, the first line of `doc`, defaults in
-    --help, and a required --ckpt (`ckpt`: its help) that may be given once."""
+    --help, and a required --ckpt (`ckpt`: its help) that may be given once, or
+    with `ensemble` repeated (a list of paths: the models decode as one)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=doc.splitlines()[0], formatter_class=HelpFormatter
     )
-    parser.add_argument("--ckpt", required=True, action=Once, help=ckpt)
+    if ensemble:
+        parser.add_argument(
+            "--ckpt",
+            required=True,
+            action="append",
+            help=f"{ckpt}; repeat it to decode with an ensemble of translation "
+            "models (their log-probs averaged; one vocabulary)",
+        )
+    else:
+        parser.add_argument("--ckpt", required=True, action=Once, help=ckpt)
     return parser
 
 

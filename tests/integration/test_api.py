@@ -109,3 +109,15 @@ def test_bad_settings_and_files_are_clear_errors(tiny_checkpoint, tiny_lm_checkp
         lm.generate("x", beam=2, temperature=0.5)
     with pytest.raises(ValueError, match="num_samples 3 must be between 1 and beam"):
         lm.generate("x", beam=2, num_samples=3)
+
+
+def test_load_takes_a_list_of_checkpoints_as_an_ensemble(
+    tiny_checkpoint, tiny_checkpoint_b
+):
+    paths = [str(tiny_checkpoint), str(tiny_checkpoint_b)]
+    model = nmt.load(paths, threads=1)
+    assert isinstance(model, TranslationModel)
+    assert len(model.translator.models) == 2
+    lines = [src for src, _ in PAIRS[:4]]
+    args = ["nmt.translate", "--ckpt", paths[0], "--ckpt", paths[1]]
+    assert model.translate(lines) == cli(*args, stdin="\n".join(lines)).splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -374,3 +375,53 @@ def test_plot_draws_the_curves_of_real_runs_of_both_kinds(
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err.count("\n") == 1, err
     assert err.startswith("nmt.plot: error: ") and "no metrics.jsonl" in err
+
+
+def test_translate_evaluate_and_repl_decode_with_an_ensemble(
+    tiny_checkpoint,
+    tiny_checkpoint_b,
+    tiny_checkpoint_other_vocab,
+    tiny_corpus,
+    tmp_path,
+):
+    from nmt.inference.loading import load_translator
+    from nmt.search import BeamConfig
+
+    a, b = tmp_path / "run" / "checkpoints" / "best.pt", tmp_path / "b" / "last.pt"
+    for source, copy in ((tiny_checkpoint, a), (tiny_checkpoint_b, b)):
+        copy.parent.mkdir(parents=True)
+        shutil.copy(source, copy)
+    lines = [de for de, _ in PAIRS[:3]]
+    both = ["--ckpt", str(a), "--ckpt", str(b), "--threads", "1"]
+    proc = run(["-m", "nmt.translate", *both], input_bytes="\n".join(lines).encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    ensemble, _ = load_translator([a, b], device=CPU, precision="auto")
+    expected = ensemble.translate_best(lines, BeamConfig())
+    assert proc.stdout.decode().splitlines() == expected
+    mismatched = ["--ckpt", str(a), "--ckpt", str(tiny_checkpoint_other_vocab)]
+    proc = run(["-m", "nmt.translate", *mismatched], input_bytes=b"x\n")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert "different target vocabularies" in err
+    proc = run(
+        ["-m", "nmt.evaluate", *both[:4], f"data.root={tiny_corpus}", "threads=1"]
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    run_dir = tmp_path / "run" / "evaluate" / "best+last.test.beam5"  # beside a
+    assert json.loads((run_dir / "result.json").read_text())["ckpt"] == [
+        str(a),
+        str(b),
+    ]
+    proc = run(
+        ["-m", "nmt.repl", *both], input_bytes=f"{lines[0]}\n:nbest 2\n".encode()
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[0] == expected[0]
+
+
+def test_train_bad_subword_sampling_is_one_line_error(tmp_path):
+    args = ["tokenizer.model_type=bpe", "tokenizer.sample_alpha=1"]
+    proc = run(["-m", "nmt.train", *args, f"hydra.run.dir={tmp_path}/run"])
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("nmt.train: error: tokenizer.sample_alpha must be in [0, 1)")

@@ -53,6 +53,21 @@ def test_evaluate_config_composes():
     assert isinstance(obj, EvaluateConfig) and obj.search.beam_size == 10
 
 
+def test_evaluate_takes_one_checkpoint_or_a_list():
+    import nmt.evaluate  # noqa: F401  (registers the results dir resolver)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        one = compose("evaluate", overrides=["ckpt=r/checkpoints/best.pt"])
+        two = compose(
+            "evaluate",
+            overrides=["ckpt=[r/checkpoints/best.pt,s/last.pt]", "split=val"],
+            return_hydra_config=True,
+        )
+    assert OmegaConf.to_object(one).ckpt == "r/checkpoints/best.pt"
+    assert two.hydra.run.dir == "r/evaluate/best+last.val.beam5"
+    assert list(two.ckpt) == ["r/checkpoints/best.pt", "s/last.pt"]
+
+
 def test_packaged_conf_is_importable():
     import nmt.conf  # noqa: F401  (mapped from the repo's conf/ by pyproject)
 

@@ -19,7 +19,9 @@ from nmt.training.seq2seq import LoopConfig, Trainer
 from tests.conftest import PAIRS, tiny_model_config
 
 
-def tiny_config(corpus: Path, cache: Path, **loop) -> TrainConfig:
+def tiny_config(
+    corpus: Path, cache: Path, *, sample_alpha: float = 0.0, **loop
+) -> TrainConfig:
     values = dict(
         seed=3,
         lr=0.01,
@@ -39,7 +41,9 @@ def tiny_config(corpus: Path, cache: Path, **loop) -> TrainConfig:
             batch_tokens=40,
             max_sentences=4,
         ),
-        tokenizer=TokenizerConfig(vocab_size=60, hard_vocab_limit=False),
+        tokenizer=TokenizerConfig(
+            vocab_size=60, hard_vocab_limit=False, sample_alpha=sample_alpha
+        ),
         model=tiny_model_config(hidden_size=32, embed_size=24, dropout=0.1),
         train=LoopConfig(**values),
         search=BeamConfig(beam_size=1, batch_size=8),
@@ -92,10 +96,16 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sample_alpha", [0.0, 0.3])
+def test_resume_after_kill_equals_uninterrupted(
+    tiny_corpus, tmp_path, monkeypatch, sample_alpha
+):
+    """Also with subword regularization: the resumed epoch is segmented again as
+    the uninterrupted run segmented it (seeded by train.seed and the epoch)."""
     cache = tmp_path / "cache"
+    sampling = dict(sample_alpha=sample_alpha)
     straight = tiny_config(
-        tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5
+        tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5, **sampling
     )
     run_train(straight, tmp_path / "a")
 
@@ -110,12 +120,16 @@ def test_resume_after_kill_equals_uninterrupted(tiny_corpus, tmp_path, monkeypat
     with pytest.raises(Killed):
         run_train(straight, tmp_path / "b")
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    assert (
-        load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]["step"]
-        == 10
-    )
+    killed = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["progress"]
+    assert killed["step"] == 10 and killed["epoch"] > 0 and killed["batch"] > 0
     resumed = tiny_config(
-        tiny_corpus, cache, max_steps=30, valid_every=1000, save_every=5, resume=True
+        tiny_corpus,
+        cache,
+        max_steps=30,
+        valid_every=1000,
+        save_every=5,
+        resume=True,
+        **sampling,
     )
     run_train(resumed, tmp_path / "b")
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
@@ -166,3 +180,28 @@ def test_resume_with_other_model_config_is_refused(tiny_corpus, tmp_path):
     cfg.model.hidden_size = 16
     with pytest.raises(ValueError, match="model config differs"):
         run_train(cfg, tmp_path / "r")
+
+
+def test_subword_sampling_is_for_the_training_pairs_only(tiny_corpus, tmp_path):
+    """Each epoch samples the training pairs' segmentations (seeded by the epoch);
+    validation, its translations and the first (unsampled) encoding do not."""
+    cache = tmp_path / "cache"
+    cfg = tiny_config(tiny_corpus, cache, sample_alpha=0.2)
+    trainer = Trainer(cfg, tmp_path / "run")
+    src, tgt = trainer.src_tok, trainer.tgt_tok
+    lines = [de for de, _ in PAIRS], [en for _, en in PAIRS]
+    best = (src.encode_batch(lines[0]), tgt.encode_batch(lines[1]))
+    assert (trainer.train_data.src, trainer.train_data.tgt) == best
+    epochs = []
+    for epoch in (0, 1, 0):
+        trainer.progress.epoch = epoch
+        batches = trainer.epoch_batches()
+        epochs.append((trainer.train_data.src, trainer.train_data.tgt, batches))
+    assert epochs[0] == epochs[2] and epochs[0][:2] != epochs[1][:2]
+    assert epochs[0][:2] != best and epochs[1][:2] != best
+    val_src, val_tgt = trainer.val_data.src, trainer.val_data.tgt
+    assert (val_src, val_tgt) == (best[0][:4], best[1][:4])  # val: the first 4
+    assert [trainer.translator.encode(line) for line in lines[0]] == best[0]
+    again = Trainer(cfg, tmp_path / "again", stop=None)
+    again.epoch_batches()  # epoch 0 in another trainer: the same segmentations
+    assert (again.train_data.src, again.train_data.tgt) == epochs[0][:2]

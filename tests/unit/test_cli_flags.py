@@ -1,5 +1,5 @@
-"""Flags of translate, generate and repl: defaults in --help, one --ckpt, no silently
-ignored sampling flag."""
+"""Flags of translate, generate and repl: defaults in --help, --ckpt repeated for an
+ensemble (translation) or refused (generate), no silently ignored sampling flag."""
 
 from __future__ import annotations
 
@@ -9,12 +9,23 @@ from nmt import generate, repl, translate
 
 
 @pytest.mark.parametrize("cli", [translate, generate, repl])
-def test_help_shows_defaults_and_a_second_ckpt_is_refused(cli, capsys):
+def test_help_shows_defaults(cli):
     text = cli.build_parser().format_help()
     assert "(default: auto)" in text  # --device / --precision
     assert "(default: None)" not in text
+
+
+@pytest.mark.parametrize("cli", [translate, repl])
+def test_ckpt_repeated_is_an_ensemble(cli):
+    args = cli.build_parser().parse_args(["--ckpt", "a.pt", "--ckpt", "b.pt"])
+    assert args.ckpt == ["a.pt", "b.pt"]
+    assert cli.build_parser().parse_args(["--ckpt", "a.pt"]).ckpt == ["a.pt"]
+    assert "ensemble" in " ".join(cli.build_parser().format_help().split())
+
+
+def test_generate_refuses_a_second_ckpt(capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.build_parser().parse_args(["--ckpt", "a.pt", "--ckpt", "b.pt"])
+        generate.build_parser().parse_args(["--ckpt", "a.pt", "--ckpt", "b.pt"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--ckpt given twice" in err

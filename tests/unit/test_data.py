@@ -112,3 +112,51 @@ def test_bucketing_keeps_padding_low():
         real += batch.num_tgt_tokens
         padded += batch.tgt_out.numel()
     assert real / padded > 0.85
+
+
+def sampled_data(tiny_spm, *, max_len: int = 100, alpha: float = 0.3) -> ParallelData:
+    from tests.conftest import PAIRS
+
+    src, tgt = [de for de, _ in PAIRS] * 4, [en for _, en in PAIRS] * 4
+    return ParallelData(
+        src, tgt, tiny_spm, tiny_spm, max_len=max_len, sample_alpha=alpha
+    )
+
+
+def test_resampling_is_a_pure_function_of_seed_and_epoch(tiny_spm):
+    data = sampled_data(tiny_spm)
+    best = (data.src, data.tgt)  # before any epoch: the best segmentations
+    encodings = {}
+    for seed, epoch in [(1, 0), (1, 1), (2, 0), (1, 0)]:
+        data.resample(seed=seed, epoch=epoch)
+        got = (data.src, data.tgt)
+        assert got != best
+        assert encodings.setdefault((seed, epoch), got) == got
+    assert len({str(e) for e in encodings.values()}) == 3  # all differ
+    cfg = DataConfig(batch_tokens=60, pool_batches=4)
+    data.resample(seed=1, epoch=0)
+    batches = data.batches(cfg, seed=1, epoch=0)
+    data.resample(seed=1, epoch=1)
+    data.resample(seed=1, epoch=0)
+    assert data.batches(cfg, seed=1, epoch=0) == batches
+
+
+def test_the_length_filter_takes_the_sampled_lengths(tiny_spm):
+    best = sampled_data(tiny_spm)
+    longest = max(max(map(len, best.src)), max(map(len, best.tgt)) + 1)
+    data = sampled_data(tiny_spm, max_len=longest, alpha=0.05)  # near characters
+    assert data.dropped == 0
+    data.resample(seed=1, epoch=0)
+    assert 0 < data.dropped < len(best) and len(data) == len(best) - data.dropped
+    assert all(
+        len(s) <= longest and len(t) < longest for s, t in zip(data.src, data.tgt)
+    )
+
+
+def test_without_sampling_resample_changes_nothing(tiny_spm):
+    data = sampled_data(tiny_spm, alpha=0.0)
+    before = (data.src, data.tgt)
+    data.resample(seed=1, epoch=3)
+    assert (data.src, data.tgt) == before
+    with pytest.raises(ValueError, match="WordTok cannot sample subwords"):
+        ParallelData(["a"], ["b"], WordTok(), WordTok(), max_len=5, sample_alpha=0.1)

@@ -77,6 +77,8 @@ def test_evaluate_never_writes_over_data_or_the_checkpoint(tmp_path):
         check_output(data / "test.en", str(data), str(ckpt))
     with pytest.raises(ValueError, match="the checkpoint"):
         check_output(ckpt, str(data), str(ckpt))
+    with pytest.raises(ValueError, match="the checkpoint"):  # an ensemble's
+        check_output(ckpt, str(data), [str(tmp_path / "other.pt"), str(ckpt)])
     check_output(data / "hyp.en", str(data), str(ckpt))  # a new file: fine
     check_output(tmp_path / "hyp.en", "bentrevett/multi30k", str(ckpt))  # hub data
 

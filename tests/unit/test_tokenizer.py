@@ -180,6 +180,20 @@ def test_restricted_target_keeps_only_its_own_pieces(
     assert tgt.decode([tgt.vocab_size + 3]).strip() == "\u2047"  # out of range: unk
 
 
+def test_a_sampling_target_also_keeps_its_characters(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, tgt = build_tokenizers([corpus[0]], [corpus[1]], TINY, tmp_path / "c")
+    cfg = dataclasses.replace(TINY, sample_alpha=0.1)
+    _, chars = build_tokenizers([corpus[0]], [corpus[1]], cfg, tmp_path / "c")
+    added = set(chars.pieces) - set(tgt.pieces)
+    assert added and all(len(piece) == 1 for piece in added)
+    assert set(tgt.pieces) < set(chars.pieces)
+    for _, en in PAIRS:  # the best segmentation is the same pieces
+        pieces = [tgt.pieces[i] for i in tgt.encode(en)]
+        assert [chars.pieces[i] for i in chars.encode(en)] == pieces
+
+
 def test_separate_models_per_side(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     cfg = dataclasses.replace(TINY, joint=False)
     src_tok, tgt_tok = build_tokenizers([corpus[0]], [corpus[1]], cfg, tmp_path / "c")
@@ -284,3 +298,44 @@ def test_invalid_utf8_is_replaced_with_one_warning(
     bad_lines = sum(not de.isascii() for de, _ in PAIRS)
     assert "latin1.de" in warnings[0] and f"on {bad_lines} line(s)" in warnings[0]
     assert "\ufffd" not in tgt.unknown_chars("Gr\ufffd\ufffde")  # a known char
+
+
+# -- subword regularization ----------------------------------------------------
+@pytest.mark.parametrize(("model_type", "alpha"), [("unigram", 0.2), ("bpe", 0.3)])
+def test_sampled_segmentations_are_seeded_and_decode_to_the_text(
+    corpus: tuple[Path, Path], tmp_path: Path, model_type: str, alpha: float
+) -> None:
+    cfg = dataclasses.replace(TINY, model_type=model_type, sample_alpha=alpha)
+    src, tgt = build_tokenizers([corpus[0]], [corpus[1]], cfg, tmp_path / "cache")
+    lines = [en for _, en in PAIRS] * 4
+    best = tgt.encode_batch(lines)
+
+    def sample(seed: int) -> list[list[int]]:
+        return tgt.sample_batch(lines, alpha=alpha, nbest=-1, seed=seed)
+
+    first = sample(7)
+    src.sample_batch(lines, alpha=alpha, nbest=-1, seed=99)  # the RNG is shared
+    assert sample(7) == first  # a pure function of the seed
+    assert sample(8) != first and first != best
+    assert tgt.encode_batch(lines) == best  # plain encoding never samples
+    assert [tgt.decode(ids) for ids in first] == [tgt.decode(ids) for ids in best]
+    assert all(UNK_ID not in ids for ids in first)  # restricted target: used pieces
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"sample_alpha": -0.1}, "sample_alpha must be >= 0, got -0.1"),
+        ({"sample_alpha": float("nan")}, "sample_alpha must be >= 0"),
+        ({"model_type": "bpe", "sample_alpha": 1.0}, "in [0, 1) for bpe"),
+        ({"sample_nbest": 1}, "sample_nbest must be -1 (all segmentations) or >= 2"),
+        ({"sample_nbest": 0}, "got 0"),
+    ],
+)
+def test_bad_sampling_settings_are_one_line_value_errors(
+    changes: dict, expected: str
+) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        dataclasses.replace(TINY, **changes)
+    assert expected in _one_line_value_error(excinfo)
+    assert dataclasses.replace(TINY, sample_alpha=2.0).sample_alpha == 2.0  # unigram
