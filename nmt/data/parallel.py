@@ -105,6 +105,13 @@ def _load_hub(name: str, split: str, langs: Sequence[str]) -> list[list[str]]:
             f"cannot load '{name}' from the Hugging Face hub ({reason}); "
             "give a local directory instead: data.root=DIR with {split}.{lang} files"
         ) from None
+    missing = [lang for lang in langs if lang not in table.column_names]
+    if missing:
+        raise DataError(
+            f"'{name}' on the hub has no {', '.join(missing)} text (its columns: "
+            f"{', '.join(table.column_names)}); give a local directory instead: "
+            "data.root=DIR with {split}.{lang} files"
+        )
     return [list(table[lang][:]) for lang in langs]
 
 

@@ -25,6 +25,24 @@ def test_experiments_compose(experiment):
     assert isinstance(obj, TrainConfig)
 
 
+@pytest.mark.parametrize("pair", ["de_en", "en_de", "fr_en", "en_fr", "cs_en", "en_cs"])
+def test_every_multi30k_direction_is_the_de_en_recipe_turned(pair):
+    def composed(experiment: str) -> TrainConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return OmegaConf.to_object(
+                compose("config", overrides=[f"experiment={experiment}"])
+            )
+
+    cfg, recipe = composed(f"multi30k_{pair}"), composed("multi30k_de_en")
+    src, tgt = pair.split("_")
+    assert (cfg.data.src_lang, cfg.data.tgt_lang) == (src, tgt)
+    assert (cfg.model, cfg.tokenizer, cfg.train) == (
+        recipe.model,
+        recipe.tokenizer,
+        recipe.train,
+    )
+
+
 def test_default_is_multi30k_de_en_shape():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = OmegaConf.to_object(compose("config"))

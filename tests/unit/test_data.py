@@ -61,6 +61,18 @@ def test_hub_name_offline_fails_with_hint(monkeypatch):
         load_parallel("someone/not-a-dataset", "train", ("de", "en"))
 
 
+def test_hub_data_without_a_language_is_a_clear_error(monkeypatch):
+    class Table(dict):  # a `datasets` split with de and en columns
+        column_names = ["de", "en"]
+
+    import datasets
+
+    monkeypatch.setattr("nmt.data.parallel._hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Table(de=[], en=[]))
+    with pytest.raises(DataError, match="has no fr text .its columns: de, en.; give"):
+        load_parallel("bentrevett/multi30k", "train", ("fr", "en"))
+
+
 def test_collate_adds_bos_eos_and_pads():
     batch = collate([[5, 6, 7], [8]], [[9], [10, 11]])
     assert batch.src.tolist() == [[5, 6, 7], [8, PAD_ID, PAD_ID]]
