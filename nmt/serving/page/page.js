@@ -26,7 +26,11 @@ function number(id) {
   return text === "" ? null : Number(text);
 }
 
-// One row per target piece, one column per source piece; darker = more weight.
+// A piece as a label: a piece of only the word-start mark decodes to "".
+const label = (piece) => piece || "·";
+
+// One row per target piece, one column per source piece; darker = more weight,
+// relative to the largest weight (diffuse attention would be all but white).
 function heatmap(attention) {
   const table = document.createElement("table");
   table.className = "heatmap";
@@ -34,20 +38,21 @@ function heatmap(attention) {
   head.appendChild(document.createElement("th"));
   for (const piece of attention.src_tokens) {
     const th = document.createElement("th");
-    th.textContent = piece;
+    th.textContent = label(piece);
     head.appendChild(th);
   }
+  const top = Math.max(...attention.weights.flat(), 1e-6);
   const body = table.createTBody();
   attention.weights.forEach((row, t) => {
     const tr = body.insertRow();
     const th = document.createElement("th");
-    th.textContent = attention.tgt_tokens[t];
+    th.textContent = label(attention.tgt_tokens[t]);
     tr.appendChild(th);
     row.forEach((weight, s) => {
       const td = tr.insertCell();
-      td.style.background = `rgba(33, 102, 172, ${weight})`;
-      td.title = `${attention.tgt_tokens[t]} ← ${attention.src_tokens[s]}: ` +
-        `${Math.round(weight * 100)} %`;
+      td.style.background = `rgba(33, 102, 172, ${weight / top})`;
+      td.title = `${label(attention.tgt_tokens[t])} ← ${label(attention.src_tokens[s])}` +
+        `: ${Math.round(weight * 100)} %`;
     });
   });
   return table;
