@@ -97,7 +97,10 @@ def check_args(args: argparse.Namespace) -> Limits:
     if not (math.isfinite(args.max_wait_ms) and args.max_wait_ms >= 0):
         raise ValueError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
     BeamConfig(beam_size=args.beam, len_penalty=args.len_penalty)  # checks both
-    return Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    if args.beam > limits.max_beam:
+        raise ValueError(f"--beam {args.beam} is over --max-beam {limits.max_beam}")
+    return limits
 
 
 def listen(host: str, port: int) -> socket.socket:

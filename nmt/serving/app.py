@@ -86,10 +86,9 @@ async def _decode(
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
+        if not work.done():  # the client is gone, or this handler was cancelled
+            work.cancel()  # `submit` then takes the units off the queue
     if not work.done():
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
         raise ClientGone
     return work.result()
 
