@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from nmt.config import TrainConfig
-from nmt.generate import SAMPLING
-from nmt.inference.generator import TextGenerator
+from nmt.inference.generator import SAMPLING, TextGenerator, generation_config
 from nmt.inference.translator import Translator
 from nmt.search import BeamConfig, Hypothesis, SampleConfig
 from nmt.serving.inputs import GenerateRequest, TranslateKey
@@ -150,22 +149,17 @@ class GenerationEngine:
         return [self._one(request) for request in requests]
 
     def _one(self, request: GenerateRequest) -> dict[str, Any]:
-        g = self.generator
-        if request.sample is None:
-            cfg = BeamConfig(beam_size=request.beam, nbest=request.num_samples)
-            found = g.beam(request.prompt, request.max_chars, cfg)
-            seed = None
-        else:
-            found = g.sample(request.prompt, request.sample)
-            seed = request.sample.seed
+        search = request.search
+        found = self.generator.generate(request.prompt, search, request.max_chars)
         results = [
             {"text": c.text, "score": None if c.score is None else _number(c.score)}
             for c in found
         ]
+        seed = search.seed if isinstance(search, SampleConfig) else None
         return {"results": results, "seed": seed}
 
     def warm_up(self) -> None:
-        self._one(GenerateRequest("a", 2, 0, 1, SampleConfig(max_len=2)))
+        self._one(GenerateRequest("a", 2, generation_config(max_chars=2, seed=0)))
 
     def info(self, limits: Limits) -> dict[str, Any]:
         g = self.generator

@@ -6,11 +6,10 @@ Requests with equal `TranslateKey`s are decoded in one batch (`batching.py`).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from nmt.generate import SAMPLING
+from nmt.inference.generator import generation_config
 from nmt.search import BeamConfig, SampleConfig
 from nmt.serving.limits import (
     Limits,
@@ -54,14 +53,12 @@ class TranslateRequest:
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """A /generate request: sampling when beam == 0, else beam search (then
-    num_samples is the n-best size)."""
+    """A /generate request: its prompt, length and search (`generation_config`:
+    sampling, or beam search whose n-best size is num_samples)."""
 
     prompt: str
     max_chars: int
-    beam: int
-    num_samples: int
-    sample: SampleConfig | None  # None with beam search
+    search: BeamConfig | SampleConfig
 
 
 def parse_translate(
@@ -102,7 +99,8 @@ def parse_translate(
 
 def parse_generate(body: dict[str, Any], limits: Limits) -> GenerateRequest:
     """`{"prompt": s}` with optional max_chars, beam (0 = sample), num_samples, and
-    for sampling temperature, top_k, top_p and seed (default: random, returned)."""
+    for sampling temperature, top_k, top_p and seed (default: random, returned);
+    checked as `nmt.generate` checks its flags (`generation_config`)."""
     check_fields(body, GENERATE_FIELDS, "/generate")
     prompt = get_text(body, "prompt", limits, "prompt")
     default_len = min(SampleConfig.max_len, limits.max_gen_chars)
@@ -110,20 +108,20 @@ def parse_generate(body: dict[str, Any], limits: Limits) -> GenerateRequest:
     beam = get_int(body, "beam", 0, 0, limits.max_beam)
     high = min(beam, limits.max_samples) if beam else limits.max_samples
     num_samples = get_int(body, "num_samples", 1, 1, high)
-    if beam:
-        given = [name for name in SAMPLING if name in body]
-        if given:
-            raise RequestError(
-                422, f"{', '.join(given)} set(s) sampling, which beam > 0 does not use"
-            )
-        return GenerateRequest(prompt, max_chars, beam, num_samples, None)
-    seed = body["seed"] if "seed" in body else secrets.randbelow(MAX_SEED)
-    sample = SampleConfig(
-        temperature=get_float(body, "temperature", SAMPLING["temperature"], 0, 100),
-        top_k=get_int(body, "top_k", SAMPLING["top_k"], 0, 1_000_000),
-        top_p=get_float(body, "top_p", SAMPLING["top_p"], 1e-6, 1.0),
-        max_len=max_chars,
-        num_samples=num_samples,
-        seed=get_int({"seed": seed}, "seed", 0, 0, MAX_SEED),
-    )
-    return GenerateRequest(prompt, max_chars, 0, num_samples, sample)
+    given = {  # None: not given (a beam search takes none of them)
+        "temperature": (get_float, 0.0, 0.0, 100.0),
+        "top_k": (get_int, 0, 0, 1_000_000),
+        "top_p": (get_float, 1.0, 1e-6, 1.0),
+        "seed": (get_int, 0, 0, MAX_SEED),
+    }
+    values = {
+        name: read(body, name, default, low, high) if name in body else None
+        for name, (read, default, low, high) in given.items()
+    }
+    try:
+        search = generation_config(
+            max_chars=max_chars, beam=beam, num_samples=num_samples, **values
+        )
+    except ValueError as error:
+        raise RequestError(422, str(error)) from None
+    return GenerateRequest(prompt, max_chars, search)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nmt.search import BeamConfig
+from nmt.search import BeamConfig, SampleConfig
 from nmt.serving.inputs import (
     TranslateKey,
     parse_generate,
@@ -64,16 +64,16 @@ def test_translate_requests_out_of_bounds_are_refused(body, code, words):
 
 def test_generate_samples_by_default_with_a_random_seed():
     first, second = generate({"prompt": "RO"}), generate({"prompt": "RO"})
-    assert first.beam == 0 and first.sample is not None
-    assert first.sample.temperature == 0.8 and first.max_chars == 100
-    assert first.sample.seed != second.sample.seed or first.sample.seed == 0
+    assert isinstance(first.search, SampleConfig) and first.max_chars == 100
+    assert first.search.temperature == 0.8 and first.search.max_len == 100
+    assert first.search.seed != second.search.seed or first.search.seed == 0
     fixed = generate({"prompt": "", "seed": 7, "top_k": 5, "top_p": 0.9})
-    assert (fixed.sample.seed, fixed.sample.top_k, fixed.sample.top_p) == (7, 5, 0.9)
+    assert (fixed.search.seed, fixed.search.top_k, fixed.search.top_p) == (7, 5, 0.9)
 
 
 def test_generate_beam_search_takes_no_sampling_settings():
     beam = generate({"prompt": "a", "beam": 3, "num_samples": 2, "max_chars": 5})
-    assert (beam.beam, beam.num_samples, beam.max_chars, beam.sample) == (3, 2, 5, None)
+    assert beam.max_chars == 5 and beam.search == BeamConfig(beam_size=3, nbest=2)
     assert refused(generate, {"prompt": "a", "beam": 2, "temperature": 1})[0] == 422
     assert refused(generate, {"prompt": "a", "beam": 2, "num_samples": 3})[0] == 422
 
