@@ -14,6 +14,7 @@ COMMANDS = {
     "translate": "translate stdin or a file, one output line per input line",
     "generate": "continue prompts with a char LM",
     "repl": "translate or generate interactively",
+    "serve": "serve a checkpoint over HTTP: JSON API and a web page",
     "export": "write a checkpoint's inference part (no optimizer), e.g. in bf16",
     "average": "average the weights of checkpoints of one run",
     "sweep_report": "rebuild the summary of a Hydra multirun dir",

@@ -13,9 +13,9 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   "$PY" -m pip install --quiet --upgrade pip >&2
   "$PY" -m pip install --quiet "torch==${NMT_TORCH_VERSION:-2.13.0}" >&2
   # joblib + slurm: small launcher plugins whose configs the tests compose and run;
-  # tensorboard (~20 MB): the training curves' test; not optuna (~200 MB): its tests
-  # skip unless '.[optuna]' is installed
-  "$PY" -m pip install --quiet -e "$ROOT[dev,joblib,slurm,tensorboard]" >&2
+  # tensorboard (~20 MB): the training curves' test; serve: the server and its
+  # tests; not optuna (~200 MB): its tests skip unless '.[optuna]' is installed
+  "$PY" -m pip install --quiet -e "$ROOT[dev,joblib,slurm,tensorboard,serve]" >&2
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
