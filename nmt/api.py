@@ -22,7 +22,7 @@ from torch import Tensor
 from nmt.inference.generator import TextGenerator, generation_config
 from nmt.inference.loading import load_any
 from nmt.inference.translator import Translator
-from nmt.search import BeamConfig
+from nmt.search import BeamConfig, Hypothesis
 from nmt.utils.runtime import pick_device, set_threads
 from nmt.utils.text import flatten
 
@@ -88,23 +88,27 @@ class TranslationModel:
         found = self.translator.translate(batch, cfg, attention=attention)
         results = []
         for line, hyps in zip(batch, found, strict=True):
-            items = [
-                self._details(line, h) if details or attention else self._text(h)
-                for h in hyps[:nbest]
-            ]
+            if details or attention:
+                ids = self.translator.encode(line, warn=False)  # once per line
+                items = [self._details(ids, h) for h in hyps[:nbest]]
+            else:
+                items = [self._text(h) for h in hyps[:nbest]]
             results.append(items[0] if nbest == 1 else items)
         return results[0] if single else results
 
-    def _text(self, hyp: Any) -> str:
+    def _text(self, hyp: Hypothesis) -> str:
         return flatten(self.translator.detokenize(hyp))
 
-    def _details(self, line: str, hyp: Any) -> Translation:
-        translator = self.translator
-        ids = translator.encode(line, warn=False) if line else []
-        src = tuple(translator.src_tok.decode([i]) for i in ids)
-        tgt = tuple(translator.tgt_tok.decode([i]) for i in hyp.tokens)
+    def _details(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
+        """`hyp` with the pieces of its source ids and of its tokens."""
+        src, tgt = self.translator.labels(src_ids, hyp.tokens)
         return Translation(
-            self._text(hyp), hyp.score, hyp.log_prob, src, tgt, hyp.attention
+            self._text(hyp),
+            hyp.score,
+            hyp.log_prob,
+            tuple(src),
+            tuple(tgt),
+            hyp.attention,
         )
 
 

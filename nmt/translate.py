@@ -208,8 +208,7 @@ def draw_attention(
         if best.attention is None:  # nothing to translate: no picture
             continue
         ids = translator.encode(line, warn=False, max_src_len=cfg.max_src_len)
-        src = [translator.src_tok.decode([t]) for t in ids]
-        tgt = [translator.tgt_tok.decode([t]) for t in best.tokens]
+        src, tgt = translator.labels(ids, best.tokens)
         save_attention_map(
             src, tgt, best.attention, directory / f"{first + i + 1:06d}.png"
         )

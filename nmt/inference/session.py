@@ -322,8 +322,7 @@ class Session:
         assert isinstance(engine, Translator)
         self.last_attention = None
         if attention is not None and attention.size(0) == len(tokens):
-            src = [engine.src_tok.decode([i]) for i in ids]
-            tgt = [engine.tgt_tok.decode([i]) for i in tokens]
+            src, tgt = engine.labels(ids, tokens)
             self.last_attention = (src, tgt, attention[:, : len(ids)])
 
     def _sample_translations(self, text: str, deadline: Deadline) -> str:

@@ -227,6 +227,14 @@ class Translator:
             keep_attention=attention,
         )
 
+    def labels(
+        self, src_ids: Sequence[int], tgt_ids: Sequence[int]
+    ) -> tuple[list[str], list[str]]:
+        """Each source and target id as its own text: the S column and T row labels
+        of an attention (T, S) table or picture."""
+        src = [self.src_tok.decode([i]) for i in src_ids]
+        return src, [self.tgt_tok.decode([i]) for i in tgt_ids]
+
     def detokenize(self, hyp: Hypothesis) -> str:
         return self.tgt_tok.decode(list(hyp.tokens))
 

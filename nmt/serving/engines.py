@@ -101,8 +101,7 @@ class TranslationEngine:
     def _attention(self, text: str, best: Hypothesis) -> dict[str, Any]:
         """Source and target pieces and the (T, S) weights of `best`."""
         t = self.translator
-        src = [t.src_tok.decode([i]) for i in t.encode(text, warn=False)]
-        tgt = [t.tgt_tok.decode([i]) for i in best.tokens]
+        src, tgt = t.labels(t.encode(text, warn=False), best.tokens)
         if best.attention is None:  # a model without attention, or an empty line
             return {"src_tokens": src, "tgt_tokens": tgt, "weights": None}
         weights = best.attention.float().tolist()  # (T, S)
