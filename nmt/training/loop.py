@@ -31,6 +31,7 @@ from nmt.training.checkpoint import (
     set_rng_state,
 )
 from nmt.training.distributed import Distributed
+from nmt.training.ema import WeightAverage
 from nmt.training.progress import (
     Progress,
     after_validation,
@@ -115,6 +116,7 @@ class TrainingLoop:
             weight_decay=self.loop.weight_decay,
         )
         self.progress = Progress(lr=self.loop.lr)
+        self.ema = WeightAverage(self.model, self.loop.ema) if self.loop.ema else None
         if resume is not None:
             self.restore(resume)
 
@@ -130,6 +132,10 @@ class TrainingLoop:
     def validate(self) -> dict[str, float]:
         """Validation metrics; must include "val_loss"."""
         raise NotImplementedError
+
+    def validation_loss(self) -> float:
+        """The val loss alone (what `validate` reports as "val_loss")."""
+        return self.validate()["val_loss"]
 
     def is_best(self, metrics: dict[str, float]) -> bool:
         """Whether `metrics` beat the best so far (and record them as the best)."""
@@ -153,7 +159,22 @@ class TrainingLoop:
             "progress": dataclasses.asdict(self.progress),
             "rng": rng_state(),
             "rng_ranks": getattr(self, "_rng_ranks", None),
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
         }
+
+    def published(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`payload` as best.pt and step_N.pt hold it: with train.ema, the
+        averaged weights (those validated) and no average state."""
+        if self.ema is None:
+            return payload
+        rest = {k: v for k, v in payload.items() if k != "ema"}
+        return {**rest, "model": self.ema.weights(self.model)}
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """Context: the model holds the weights that validation scores."""
+        if self.ema is None:
+            return contextlib.nullcontext()
+        return self.ema.swapped_in(self.model)
 
     tokenizer_keys: tuple[str, ...] = ()  # the payload's "tokenizers" entries
 
@@ -192,6 +213,11 @@ class TrainingLoop:
                 set_rng_state(ranks[self.dist.rank])
             else:
                 set_rng_state(payload["rng"])
+            if self.ema is not None and "ema" in payload:
+                self.ema.load_state_dict(payload["ema"])
+            elif self.ema is not None:  # from the restored weights, not the initial
+                log.warning("last.pt has no weight average: train.ema starts it now")
+                self.ema = WeightAverage(self.model, self.loop.ema)
         self.progress = Progress(**payload["progress"])
         p = self.progress
         log.info("resumed at step %d (epoch %d, batch %d)", p.step, p.epoch, p.batch)
@@ -233,6 +259,8 @@ class TrainingLoop:
         if self.loop.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_norm)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.progress.step += 1
         self.progress.tokens += step.total
         loss = float(step.loss.detach()) / step.tokens  # syncs: the timing is true
@@ -358,7 +386,10 @@ class TrainingLoop:
         began = time.time()
         try:
             with cut_short():
-                metrics = self.validate()
+                with self.averaged():
+                    metrics = self.validate()
+                if self.ema is not None:  # what the average gains, in the log
+                    metrics["val_loss_trained"] = self.validation_loss()
         except Interrupted:
             self.model.train()
             self.progress.validation_due = True
@@ -370,12 +401,15 @@ class TrainingLoop:
         p.elapsed = self.report.wall_time()
         best = self.is_best(metrics)
         after_validation(self.loop, p, best, self.metric)
-        self.report.validation(p, metrics, self.describe(metrics), best)
+        line = self.describe(metrics)
+        if self.ema is not None:
+            line += f"; trained weights val loss {metrics['val_loss_trained']:.4f}"
+        self.report.validation(p, metrics, line, best)
         payload = self.payload()
         if best:
-            save_checkpoint(self.ckpt_dir / "best.pt", payload)
+            save_checkpoint(self.ckpt_dir / "best.pt", self.published(payload))
         if self.loop.keep_last:
-            self._keep(payload)
+            self._keep(self.published(payload))
         save_checkpoint(self.ckpt_dir / "last.pt", payload)
 
     def _keep(self, payload: dict[str, Any]) -> None:

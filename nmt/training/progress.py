@@ -58,6 +58,9 @@ class LoopConfig:
     # also keep the weights of the last K validations as checkpoints/step_N.pt
     # (inference checkpoints, for `nmt.average`); 0 = none
     keep_last: int = 0
+    # decay of an exponential moving average of the weights (e.g. 0.999) that
+    # validation, best.pt, step_N.pt and the test use (nmt.training.ema); 0 = off
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse negative limits and sizes before any work starts (0 = off/auto)."""
@@ -80,6 +83,8 @@ class LoopConfig:
                 raise ValueError(
                     f"train.{name} must be >= 0, got {getattr(self, name)}"
                 )
+        if not (self.ema == 0 or 0 < self.ema < 1):
+            raise ValueError(f"train.ema must be in (0, 1) or 0 (off), got {self.ema}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"train.lr must be a positive number, got {self.lr}")
         for name in ("valid_beam", "log_every"):

@@ -151,7 +151,8 @@ class Trainer(TrainingLoop):
         }
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
+    def validation_loss(self) -> float:
+        """Teacher-forced val loss per target token."""
         self.model.eval()
         total, tokens = 0.0, 0
         for indices in self.val_data.batches(
@@ -165,6 +166,13 @@ class Trainer(TrainingLoop):
                     )
                 )
             tokens += batch.num_tgt_tokens
+        self.model.train()
+        return total / max(1, tokens)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        loss = self.validation_loss()
+        self.model.eval()
         search = dataclasses.replace(
             self.cfg.search,
             beam_size=self.loop.valid_beam,
@@ -176,7 +184,6 @@ class Trainer(TrainingLoop):
         hyps = self.translator.translate_best(self.val_src, search)
         scores = corpus_scores(hyps, self.val_ref)
         self.model.train()
-        loss = total / max(1, tokens)
         return {
             "val_loss": loss,
             "val_ppl": perplexity(loss),

@@ -124,3 +124,45 @@ def test_lm_needs_a_text_file(tmp_path):
     cfg.task = "poetry"
     with pytest.raises(ValueError, match="unknown task"):
         run_train(cfg, tmp_path)
+
+
+def test_ema_is_validated_published_and_resumed_exactly(
+    tiny_text_file, tmp_path, monkeypatch
+):
+    def config(**extra):
+        return tiny_lm_train_config(
+            tiny_text_file, max_steps=24, valid_every=8, keep_last=2, ema=0.9, **extra
+        )
+
+    run_train(config(), tmp_path / "a")
+    ckpts = tmp_path / "a" / "checkpoints"
+    last, best = load_checkpoint(ckpts / "last.pt"), load_checkpoint(ckpts / "best.pt")
+    step = load_checkpoint(ckpts / "step_24.pt")
+    assert "ema" not in best and last["ema"]["updates"] == 24
+    for name, avg in last["ema"]["shadow"].items():  # published = the average
+        torch.testing.assert_close(step["model"][name], avg, atol=0, rtol=0)
+        assert not torch.equal(avg, last["model"][name])  # training keeps its own
+    # validation scored the average: re-scoring step_24's weights gives its record
+    records = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").open()]
+    assert records[-1]["val_loss_trained"] != records[-1]["val_loss"]
+    trainer = LMTrainer(config(), tmp_path / "c")
+    trainer.model.load_state_dict(step["model"])
+    assert trainer.validate()["val_loss"] == pytest.approx(
+        records[-1]["val_loss"], abs=1e-4
+    )
+
+    real_step = LMTrainer.train_step
+
+    def dies_at_13(self, window):
+        if self.progress.step == 12:
+            raise Killed
+        return real_step(self, window)
+
+    monkeypatch.setattr(LMTrainer, "train_step", dies_at_13)
+    with pytest.raises(Killed):
+        run_train(config(), tmp_path / "b")
+    monkeypatch.setattr(LMTrainer, "train_step", real_step)
+    run_train(config(resume=True), tmp_path / "b")
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for name, avg in last["ema"]["shadow"].items():
+        torch.testing.assert_close(resumed["ema"]["shadow"][name], avg, atol=0, rtol=0)

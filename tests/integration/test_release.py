@@ -114,3 +114,21 @@ def test_keep_last_and_average(tiny_corpus, tmp_path, capsys):
     mixed = [files[0], str(tmp_path / "other" / "checkpoints" / "step_6.pt")]
     err = refused(lambda: average([*mixed, "--out", str(tmp_path / "x.pt")]), capsys)
     assert "another vocabulary" in err or "another model config" in err
+
+
+def test_ema_best_pt_holds_the_average_that_validation_scored(tiny_corpus, tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    cfg = dict(max_steps=6, valid_every=3, keep_last=2, ema=0.8, test_at_end=False)
+    run_train(tiny_config(tiny_corpus, cache, **cfg), run)
+    ckpts = run / "checkpoints"
+    last, best = load_checkpoint(ckpts / "last.pt"), load_checkpoint(ckpts / "best.pt")
+    assert "ema" not in best and last["ema"]["updates"] == 6
+    step_6 = load_checkpoint(ckpts / "step_6.pt")["model"]
+    for name, avg in last["ema"]["shadow"].items():  # published = the average
+        torch.testing.assert_close(step_6[name], avg, atol=0, rtol=0)
+    kept = load_checkpoint(ckpts / f"step_{best['progress']['step']}.pt")["model"]
+    for name, tensor in kept.items():
+        torch.testing.assert_close(best["model"][name], tensor, atol=0, rtol=0)
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert all('"val_loss_trained"' in r and '"val_bleu"' in r for r in records)
+    assert len(translations(run / "checkpoints" / "best.pt")) == len(SOURCES)
