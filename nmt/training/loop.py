@@ -385,10 +385,12 @@ class TrainingLoop:
         )
         began = time.time()
         try:
-            with cut_short():
-                with self.averaged():
-                    metrics = self.validate()
-                if self.ema is not None:  # what the average gains, in the log
+            # the weights are swapped outside cut_short: a signal waits for the
+            # trained weights to be back whole before last.pt is written
+            with self.averaged(), cut_short():
+                metrics = self.validate()
+            if self.ema is not None:  # what the average gains, in the log
+                with cut_short():
                     metrics["val_loss_trained"] = self.validation_loss()
         except Interrupted:
             self.model.train()

@@ -84,6 +84,41 @@ def test_a_signal_during_a_validation_saves_and_the_resume_redoes_it(
     assert not last(tmp_path / "b")["progress"]["validation_due"]
 
 
+def test_a_signal_while_the_average_is_swapped_in_keeps_last_pt_exact(
+    tiny_corpus, cache, tmp_path, monkeypatch
+):
+    """train.ema: a signal while the averaged weights go in waits until the trained
+    ones are back, so last.pt never holds a mix and the resume is exact."""
+    cfg = dict(max_steps=12, valid_every=5, ema=0.8, test_at_end=False)
+    run_train(tiny_config(tiny_corpus, cache, **cfg), tmp_path / "a")
+    real_weights = loop_module.WeightAverage.weights
+    real_load = torch.nn.Module._load_from_state_dict
+    armed = []
+
+    def weights(self, model):
+        if self.updates == 10:
+            armed.append(True)  # the swap at step 10's validation
+        return real_weights(self, model)
+
+    def load(self, state, prefix, *rest):
+        real_load(self, state, prefix, *rest)
+        if armed and prefix.startswith("decoder"):
+            armed.clear()
+            signal_self(signal.SIGINT)  # the encoder is loaded, the decoder not
+
+    monkeypatch.setattr(loop_module.WeightAverage, "weights", weights)
+    monkeypatch.setattr(torch.nn.Module, "_load_from_state_dict", load)
+    stopped = run_train(tiny_config(tiny_corpus, cache, **cfg), tmp_path / "b")
+    assert stopped["status"] == "stopped"
+    assert last(tmp_path / "b")["progress"]["validation_due"]
+    monkeypatch.undo()
+    run_train(tiny_config(tiny_corpus, cache, resume=True, **cfg), tmp_path / "b")
+    assert steps(tmp_path / "b") == steps(tmp_path / "a") == [5, 10, 12]
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    a, b = last(tmp_path / "a")["ema"], last(tmp_path / "b")["ema"]
+    assert all(torch.equal(a["shadow"][k], b["shadow"][k]) for k in a["shadow"])
+
+
 def test_a_signal_during_the_test_at_the_end_leaves_the_test_to_the_resume(
     tiny_corpus, cache, tmp_path, monkeypatch
 ):
