@@ -27,8 +27,9 @@ class LoopConfig:
     lr: float = 1e-3  # Adam learning rate (peak for warmup_decay)
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # gradient-norm clipping; 0 = off
-    schedule: str = "plateau"  # plateau | warmup_decay (inverse sqrt) | constant
-    warmup_steps: int = 1000  # warmup_decay only
+    # plateau | warmup_decay (inverse sqrt) | cosine (to min_lr at max_steps) | constant
+    schedule: str = "plateau"
+    warmup_steps: int = 1000  # warmup_decay and cosine (linear warm-up; 0 = none)
     decay_factor: float = 0.5  # plateau: lr *= factor ...
     decay_patience: int = 2  # ... after this many validations without a gain
     min_lr: float = 1e-5
@@ -83,6 +84,11 @@ class LoopConfig:
                 raise ValueError(
                     f"train.{name} must be >= 0, got {getattr(self, name)}"
                 )
+        if self.schedule == "cosine" and self.max_steps <= self.warmup_steps:
+            raise ValueError(
+                "train.schedule=cosine decays until train.max_steps: set it above "
+                f"train.warmup_steps ({self.warmup_steps})"
+            )
         if not (self.ema == 0 or 0 < self.ema < 1):
             raise ValueError(f"train.ema must be in (0, 1) or 0 (off), got {self.ema}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -115,14 +121,23 @@ class Progress:
 
 
 def schedule_lr(cfg: LoopConfig, progress: Progress) -> float:
-    """Learning rate for the next step (warmup_decay), or the current one."""
+    """Learning rate for the next step (warmup_decay, cosine), or the current one.
+
+    cosine: linear warm-up over warmup_steps, then half a cosine from lr down to
+    min_lr at max_steps (a known step budget ends at a small lr).
+    """
+    step = max(1, progress.step + 1)
     if cfg.schedule == "warmup_decay":
-        step = max(1, progress.step + 1)
         return cfg.lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    if cfg.schedule == "cosine":
+        if step <= cfg.warmup_steps:
+            return cfg.lr * step / cfg.warmup_steps
+        done = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * done))
     if cfg.schedule in ("plateau", "constant"):
         return progress.lr or cfg.lr
     raise ValueError(
-        f"unknown schedule '{cfg.schedule}'; use plateau|warmup_decay|constant"
+        f"unknown schedule '{cfg.schedule}'; use plateau|warmup_decay|cosine|constant"
     )
 
 

@@ -166,3 +166,21 @@ def test_ema_is_validated_published_and_resumed_exactly(
     resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     for name, avg in last["ema"]["shadow"].items():
         torch.testing.assert_close(resumed["ema"]["shadow"][name], avg, atol=0, rtol=0)
+
+
+def test_cosine_schedule_reaches_min_lr_at_max_steps(tiny_text_file, tmp_path):
+    cfg = tiny_lm_train_config(
+        tiny_text_file,
+        max_steps=12,
+        valid_every=4,
+        schedule="cosine",
+        warmup_steps=2,
+        min_lr=1e-4,
+    )
+    run_train(cfg, tmp_path)
+    lrs = [
+        json.loads(x)["lr"]
+        for x in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["progress"]
+    assert last["lr"] == pytest.approx(1e-4) and lrs[0] > lrs[-1]

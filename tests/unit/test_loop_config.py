@@ -41,7 +41,20 @@ def test_constant_never_decays_and_warmup_decay_peaks_at_warmup():
     assert schedule_lr(cfg, Progress(step=9)) == pytest.approx(1e-3)
     assert schedule_lr(cfg, Progress(step=39)) == pytest.approx(5e-4)
     with pytest.raises(ValueError, match="unknown schedule"):
-        schedule_lr(LoopConfig(schedule="cosine"), Progress())
+        schedule_lr(LoopConfig(schedule="linear"), Progress())
+
+
+def test_cosine_warms_up_then_ends_at_min_lr_on_max_steps():
+    cfg = LoopConfig(
+        lr=1e-3, min_lr=1e-5, schedule="cosine", warmup_steps=10, max_steps=110
+    )
+    lrs = [schedule_lr(cfg, Progress(step=s)) for s in range(120)]
+    assert lrs[4] == pytest.approx(5e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[59] == pytest.approx((1e-3 + 1e-5) / 2)  # half way down
+    assert lrs[109] == pytest.approx(1e-5) and lrs[119] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    with pytest.raises(ValueError, match="train.max_steps"):
+        LoopConfig(schedule="cosine", warmup_steps=0, max_steps=0)
 
 
 @pytest.mark.parametrize(
