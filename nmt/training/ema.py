@@ -22,9 +22,7 @@ class WeightAverage:
     """fp32 shadow copies of a model's floating-point state (parameters and buffers)."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"train.ema must be in (0, 1) or 0 (off), got {decay}")
-        self.decay = decay
+        self.decay = decay  # in (0, 1): LoopConfig checks train.ema
         self.updates = 0
         self.shadow = {
             name: tensor.detach().float().clone()
@@ -44,7 +42,7 @@ class WeightAverage:
     def weights(self, model: nn.Module) -> dict[str, Tensor]:
         """`model`'s state dict with the averaged tensors in place of the trained."""
         return {
-            name: self.shadow[name].to(t.dtype).clone() if name in self.shadow else t
+            name: self.shadow[name].to(t.dtype) if name in self.shadow else t
             for name, t in model.state_dict().items()
         }
 
@@ -60,7 +58,7 @@ class WeightAverage:
             model.load_state_dict(trained)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {"updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict()`; names or shapes that differ are a ValueError."""

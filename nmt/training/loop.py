@@ -408,10 +408,11 @@ class TrainingLoop:
             line += f"; trained weights val loss {metrics['val_loss_trained']:.4f}"
         self.report.validation(p, metrics, line, best)
         payload = self.payload()
+        published = self.published(payload)
         if best:
-            save_checkpoint(self.ckpt_dir / "best.pt", self.published(payload))
+            save_checkpoint(self.ckpt_dir / "best.pt", published)
         if self.loop.keep_last:
-            self._keep(self.published(payload))
+            self._keep(published)
         save_checkpoint(self.ckpt_dir / "last.pt", payload)
 
     def _keep(self, payload: dict[str, Any]) -> None:
